@@ -1,0 +1,34 @@
+"""tailscope: how well each layer of a neural network is trained, from its weights alone.
+
+>>> import tailscope
+>>> sorted(tailscope.__all__)[:3]
+['AnalysisConfig', 'Description', 'Report']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "describe"]
+
+_LAZY = {
+    "analyze": ("tailscope.analyze", "analyze"),
+    "describe": ("tailscope.analyze", "describe"),
+    "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
+    "Report": ("tailscope.report.table", "Report"),
+    "Description": ("tailscope.report.table", "Description"),
+    "TailscopeError": ("tailscope.errors", "TailscopeError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so that `import tailscope` stays cheap (no numpy, pandas or torch)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tailscope' has no attribute {name!r}")

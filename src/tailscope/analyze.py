@@ -1,0 +1,158 @@
+"""The pipeline: source -> MatrixRef stream -> matrices -> spectrum -> fit -> row -> Report.
+
+Reading overlaps computing: while one matrix's eigenvalues are computed, a background thread reads
+and decodes the next one, so peak memory is about two matrices, never the model.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .config import AnalysisConfig
+from .fit.powerlaw import fit_power_law
+from .metrics import spectrum_columns
+from .report.table import Description, Report
+from .sources import MatrixRef, Source, geometry, open_source
+from .spectrum import NumericalError, compute_spectrum
+from .transforms import to_matrices
+
+
+def make_config(config: AnalysisConfig | None, options: dict[str, Any]) -> AnalysisConfig:
+    if config is None:
+        return AnalysisConfig.from_kwargs(**options)
+    return config.replace(**options) if options else config
+
+
+def base_columns(ref: MatrixRef, config: AnalysisConfig) -> dict[str, Any]:
+    """What a row says before any eigenvalue is computed."""
+    geo = geometry(ref.kind, ref.shape, config.conv2d)
+    return {
+        "layer_id": ref.layer_id, "name": ref.name, "longname": ref.longname, "layer_type": ref.kind,
+        "role": ref.role, "layer": ref.layer, "expert": ref.expert, "shape": "x".join(map(str, ref.shape)),
+        "dtype": ref.dtype, "M": geo.M if geo else None, "N": geo.N if geo else None,
+        "Q": geo.Q if geo else None, "rf": geo.rf if geo else None,
+        "num_evals": geo.num_evals if geo else None,
+    }
+
+
+def skip_reason(ref: MatrixRef, config: AnalysisConfig) -> str | None:
+    """Why this matrix is not analyzed under `config`, or None."""
+    if ref.skip_reason:
+        return ref.skip_reason
+    geo = geometry(ref.kind, ref.shape, config.conv2d)
+    if geo is None:
+        return f"not a matrix (shape {ref.shape})"
+    if not config.selects(ref.layer_id, ref.name, ref.role):
+        return "not selected by `layers`"
+    if config.min_evals and geo.num_evals < config.min_evals:
+        return f"num_evals {geo.num_evals} < min_evals {config.min_evals}"
+    if config.max_evals and geo.num_evals > config.max_evals:
+        return f"num_evals {geo.num_evals} > max_evals {config.max_evals}"
+    if geo.N > config.max_n:
+        return f"N {geo.N} > max_n {config.max_n}"
+    return None
+
+
+def plan(source: Source, config: AnalysisConfig) -> tuple[list[MatrixRef], list[tuple[MatrixRef, str]]]:
+    """Split the source's matrices into those to analyze and those skipped (with the reason)."""
+    selected, skipped = [], []
+    for ref in source.refs():
+        reason = skip_reason(ref, config)
+        if reason is None:
+            selected.append(ref)
+        else:
+            skipped.append((ref, reason))
+    return selected, skipped
+
+
+def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, device: str = "cpu") -> dict[str, Any]:
+    """One details row. Numerical trouble gives a 'failed' row with a reason, never an exception."""
+    row = base_columns(ref, config)
+    try:
+        mats = to_matrices(array, ref.kind, config.conv2d, config.conv2d_norm)
+        spec = compute_spectrum(mats, row["N"], device)
+        if spec.evals[-1] <= 0:
+            raise NumericalError("all eigenvalues are zero (the matrix is zero)")
+    except NumericalError as exc:
+        row.update(has_esd=False, status="failed", reason=str(exc), warning="")
+        return row
+    row.update(spectrum_columns(spec, fit_power_law(spec.evals, thresh=config.evals_thresh), config.tolerance))
+    return row
+
+
+def prefetched(refs: Iterable[MatrixRef]) -> Iterator[tuple[MatrixRef, np.ndarray]]:
+    """(ref, loaded array) pairs, reading the next matrix while the caller works on this one."""
+    refs = list(refs)
+    if not refs:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailscope-read") as pool:
+        pending: Future = pool.submit(refs[0].load)
+        for i, ref in enumerate(refs):
+            array = pending.result()
+            if i + 1 < len(refs):
+                pending = pool.submit(refs[i + 1].load)
+            yield ref, array
+            del array
+
+
+def _progress(total: int, config: AnalysisConfig, desc: str):  # noqa: ANN202
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="matrix", file=sys.stderr, disable=None if config.progress else True, leave=False)
+
+
+def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:
+    """Per-matrix spectral diagnostics of a model, one row per weight matrix.
+
+    Args:
+        model: a path (safetensors file or directory, sharded index, GGUF, .bin/.pt state dict),
+            an ``nn.Module`` or a state dict.
+        config: an `AnalysisConfig`; keyword options override its fields.
+
+    Returns:
+        A `Report` whose ``details`` DataFrame carries weightwatcher's columns.
+
+    Example:
+        >>> import numpy as np, tailscope
+        >>> rng = np.random.default_rng(0)
+        >>> report = tailscope.analyze({"fc.weight": rng.standard_normal((200, 100))}, progress=False)
+        >>> report.details.loc[0, ["name", "N", "M", "num_evals"]].tolist()
+        ['fc', 200, 100, 100]
+    """
+    cfg = make_config(config, options)
+    from .spectrum_torch import resolve_device
+
+    device = resolve_device(cfg.device)
+    source = open_source(model)
+    selected, skipped = plan(source, cfg)
+    rows = []
+    with _progress(len(selected), cfg, "analyzing") as bar:
+        for ref, array in prefetched(selected):
+            bar.set_postfix_str(ref.name[-40:], refresh=False)
+            rows.append(analyze_matrix(ref, array, cfg, device))
+            bar.update(1)
+    return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
+
+
+def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Description:
+    """Every matrix found, with its role, layer and shape, and why any is skipped; no spectra.
+
+    Example:
+        >>> import numpy as np, tailscope
+        >>> d = tailscope.describe({"fc.weight": np.zeros((20, 10)), "fc.bias": np.zeros(20)})
+        >>> d.details[["name", "N", "M", "analyzed"]].values.tolist()
+        [['fc', 20, 10, True], ['fc.bias', None, None, False]]
+    """
+    cfg = make_config(config, options)
+    source = open_source(model)
+    rows = []
+    for ref in source.refs():
+        row = base_columns(ref, cfg)
+        reason = skip_reason(ref, cfg)
+        row.update(analyzed=reason is None, skip_reason=reason or "")
+        rows.append(row)
+    return Description.from_rows(rows, source=source.name, metadata=source.metadata)

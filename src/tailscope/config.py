@@ -1,0 +1,150 @@
+"""Every option of an analysis, validated once at the door.
+
+Defaults live here and nowhere else. weightwatcher 0.7.7's defaults are kept where it has the
+option (min_evals=8, max_evals=15000, max_N=50000, the 1e-5 eigenvalue threshold of the fit, the
+1e-6 weak-rank tolerance, pooled Conv2D slices scaled by conv2d_norm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .errors import ConfigError
+
+Device = Literal["cpu", "cuda", "auto"]
+Conv2dMode = Literal["slices", "unfold"]
+
+ROLES: tuple[str, ...] = (
+    "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
+    "mlp_gate", "mlp_up", "mlp_gate_up", "mlp_down", "router", "lm_head",
+    "conv", "dense", "lora_A", "lora_B",
+)
+
+LayerSelector = int | str
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Options of `analyze` and `describe`.
+
+    Args:
+        layers: which matrices to analyze. Non-negative ints keep those layer_ids, negative ints
+            drop them (weightwatcher's convention); a role name (e.g. ``"mlp_down"``) keeps that
+            role; any other string is a regular expression searched in the tensor name; a string
+            starting with ``-`` drops what the rest of it selects. Empty means all.
+        min_evals: matrices with fewer eigenvalues (M * rf) are skipped.
+        max_evals: matrices with more eigenvalues are skipped (0 = no limit).
+        max_n: matrices whose long side N exceeds this are skipped.
+        conv2d: ``"slices"`` pools the k*k kernel slices (weightwatcher's default), ``"unfold"``
+            analyzes one (out, in*k*k) matrix.
+        conv2d_norm: scale Conv2D slices by sqrt(1/2) as weightwatcher does.
+        device: where eigenvalues are computed; ``"auto"`` takes CUDA when torch sees one.
+        seed: seed of every random step.
+        evals_thresh: only eigenvalues above this enter the power-law fit.
+        tolerance: eigenvalues below this count in weak_rank_loss.
+    """
+
+    layers: tuple[LayerSelector, ...] = ()
+    min_evals: int = 8
+    max_evals: int = 15000
+    max_n: int = 50000
+    conv2d: Conv2dMode = "slices"
+    conv2d_norm: bool = True
+    device: Device = "cpu"
+    seed: int = 0
+    evals_thresh: float = 1e-5
+    tolerance: float = 1e-6
+    progress: bool = True
+    _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, (int, str)):
+            layers = (layers,)
+        object.__setattr__(self, "layers", tuple(layers))
+        _check_int("min_evals", self.min_evals, minimum=0)
+        _check_int("max_evals", self.max_evals, minimum=0)
+        _check_int("max_n", self.max_n, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_literal("conv2d", self.conv2d, Conv2dMode)
+        _check_literal("device", self.device, Device)
+        for name in ("evals_thresh", "tolerance"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
+        if self.max_evals and self.min_evals > self.max_evals:
+            raise ConfigError(
+                f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
+            )
+        object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":
+        """Build a config from keyword options, naming any option that does not exist."""
+        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            hints = {u: _closest(u, known) for u in unknown}
+            text = ", ".join(f"`{u}`" + (f" (did you mean `{h}`?)" if h else "") for u, h in hints.items())
+            raise ConfigError(f"Unknown option {text}; options are: {', '.join(sorted(known))}")
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "AnalysisConfig":
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def selects(self, layer_id: int, name: str, role: str) -> bool:
+        """Whether the `layers` selection keeps this matrix."""
+        keeps = [sel for sel in self._compiled if not sel[0]]
+        drops = [sel for sel in self._compiled if sel[0]]
+        if any(_matches(sel, layer_id, name, role) for sel in drops):
+            return False
+        return not keeps or any(_matches(sel, layer_id, name, role) for sel in keeps)
+
+
+def _compile(selector: LayerSelector) -> tuple[bool, str, Any]:
+    """(is_exclusion, kind, value) for one selector."""
+    if isinstance(selector, bool) or not isinstance(selector, (int, str)):
+        raise ConfigError(
+            f"Expected each entry of `layers` to be an int id, a role or a regex, but got {selector!r}"
+        )
+    if isinstance(selector, int):
+        return (selector < 0, "id", abs(selector))
+    negate = selector.startswith("-")
+    text = selector[1:] if negate else selector
+    if text in ROLES:
+        return (negate, "role", text)
+    try:
+        return (negate, "regex", re.compile(text))
+    except re.error as exc:
+        raise ConfigError(f"Expected `layers` entry {selector!r} to be a valid regex: {exc}") from exc
+
+
+def _matches(sel: tuple[bool, str, Any], layer_id: int, name: str, role: str) -> bool:
+    _, kind, value = sel
+    if kind == "id":
+        return layer_id == value
+    if kind == "role":
+        return role == value
+    return value.search(name) is not None
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"Expected argument `{name}` to be an int >= {minimum}, but got {value!r}")
+
+
+def _check_literal(name: str, value: Any, kind: Any) -> None:
+    allowed = get_args(kind)
+    if value not in allowed:
+        raise ConfigError(f"Expected argument `{name}` to be one of {allowed}, but got {value!r}")
+
+
+def _closest(word: str, candidates: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return match[0] if match else None

@@ -1,0 +1,41 @@
+"""One exception family, raised at the public boundary with the user's input in the message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TailscopeError(Exception):
+    """Base class of every error tailscope raises on purpose."""
+
+
+class ConfigError(TailscopeError, ValueError):
+    """An option has a wrong value: the message names the option, what was expected and what came."""
+
+
+class InputError(TailscopeError):
+    """A file or object cannot be read: the message names the file and the problem."""
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+class MissingDependencyError(TailscopeError, ImportError):
+    """An optional dependency is needed for this feature."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"this feature needs the '{package}' package: pip install 'tailscope[{extra}]'"
+        )
+
+
+def require(module: str, extra: str):  # noqa: ANN201 - returns a module
+    """Import an optional dependency or raise an error naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(module.split(".")[0], extra) from exc

@@ -1,0 +1,130 @@
+"""Report and Description: the details table, its summary, files and the terminal view."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ConfigError, InputError
+from ..metrics import COLUMNS
+
+# weightwatcher's get_summary metrics
+SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
+TERMINAL_COLUMNS = ("layer_id", "name", "role", "layer", "shape", "alpha", "D", "xmin", "num_pl_spikes", "lambda_max", "warning")
+
+
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    lead = [c for c in COLUMNS if c in df.columns]
+    return df[lead + [c for c in df.columns if c not in lead]]
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write by extension: .csv, .json (records), .parquet."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".parquet"):
+        raise ConfigError(f"Expected `out` to end in .csv, .json or .parquet, but got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if suffix == ".csv":
+            df.to_csv(path, index=False)
+        elif suffix == ".json":
+            df.to_json(path, orient="records", indent=1)
+        else:
+            df.to_parquet(path, index=False)
+    except ImportError as exc:
+        raise InputError(path, f"writing parquet needs pyarrow: pip install 'tailscope[parquet]' ({exc})") from None
+    return path
+
+
+@dataclass
+class Report:
+    """Result of `analyze`: ``details`` (one row per matrix) and ``summary`` (means)."""
+
+    details: pd.DataFrame
+    source: str = ""
+    config: Any = None
+    skipped: list[tuple[Any, str]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Report":
+        df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(COLUMNS))
+        return cls(details=_ordered(df), **kwargs)
+
+    @property
+    def summary(self) -> dict[str, float]:
+        """Means over successfully fitted rows of weightwatcher's summary metrics, plus counts."""
+        df = self.details
+        ok = df[df["status"] == "success"] if "status" in df else df
+        out = {m: float(ok[m].mean()) for m in SUMMARY_METRICS if m in ok.columns and len(ok)}
+        out["num_layers"] = int(len(df))
+        out["num_failed"] = int((df["status"] == "failed").sum()) if "status" in df else 0
+        if "warning" in df and len(ok):
+            out["frac_under_trained"] = float((ok["warning"] == "under-trained").mean())
+            out["frac_over_trained"] = float((ok["warning"] == "over-trained").mean())
+        return out
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        return dict(Counter(_reason_group(r) for _, r in self.skipped))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the full details table (.csv, .json or .parquet)."""
+        return write_table(self.details, path)
+
+    def to_text(self, max_rows: int = 400) -> str:
+        """The terminal view: key columns per matrix and the summary."""
+        cols = [c for c in TERMINAL_COLUMNS if c in self.details.columns]
+        table = self.details[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        lines = [table, "", f"summary of {self.source}:"]
+        lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
+        if self.skipped:
+            lines.append("  skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items())))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Report({self.source!r}, {len(self.details)} rows, summary={self.summary})"
+
+
+def _reason_group(reason: str) -> str:
+    """Collapse per-matrix numbers so reasons count by kind ('num_evals 2 < min_evals 8' -> 'num_evals < min_evals')."""
+    return " ".join(w for w in reason.split() if not w.replace(".", "").replace("(", "").replace(")", "").isdigit())
+
+
+@dataclass
+class Description:
+    """Result of `describe`: every tensor found, its geometry and role, and what is skipped."""
+
+    details: pd.DataFrame
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Description":
+        return cls(details=pd.DataFrame.from_records(rows), **kwargs)
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        df = self.details
+        if df.empty:
+            return {}
+        return dict(Counter(_reason_group(r) for r in df.loc[~df["analyzed"], "skip_reason"]))
+
+    def save(self, path: str | Path) -> Path:
+        return write_table(self.details, path)
+
+    def to_text(self, max_rows: int = 1000) -> str:
+        df = self.details
+        if df.empty:
+            return f"{self.source}: no tensors"
+        cols = ["layer_id", "name", "role", "layer", "expert", "shape", "N", "M", "Q", "num_evals", "dtype"]
+        shown = df[df["analyzed"]][cols]
+        table = shown.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        n_an = int(df["analyzed"].sum())
+        lines = [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
+        lines += [f"  skipped {n}: {r}" for r, n in sorted(self.skip_counts.items())]
+        return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Readers: turn whatever the user points at into a stream of lazy MatrixRefs.
+
+A reader never computes; it knows names, shapes and where the bytes are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from ..errors import InputError
+from .base import Geometry, MatrixRef, geometry
+from .gguf_reader import gguf_entries, read_gguf
+from .refs import TensorEntry, refs_from_entries
+from .safetensors_reader import iter_file_tensors
+
+__all__ = ["Source", "open_source", "MatrixRef", "Geometry", "geometry"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+INDEX_NAME = "model.safetensors.index.json"
+
+
+@dataclass
+class Source:
+    """A model to read: a display name, its matrices (lazily) and whatever metadata it carries."""
+
+    name: str
+    refs: Callable[[], Iterator[MatrixRef]]
+    format: str
+    path: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def open_source(obj: Any, *, start_id: int = 0) -> Source:
+    """Resolve a path, module or state dict to a `Source` (header reads only)."""
+    if hasattr(obj, "named_modules"):
+        from .torch_reader import module_refs
+
+        return Source(type(obj).__name__, lambda: module_refs(obj, type(obj).__name__, start_id), "module")
+    if isinstance(obj, Mapping):
+        from .torch_reader import state_dict_refs
+
+        return Source("<state_dict>", lambda: state_dict_refs(_as_tensors(obj), "<state_dict>", start_id), "state_dict")
+    if isinstance(obj, (str, Path)):
+        return _open_path(Path(obj), start_id)
+    raise InputError(repr(obj)[:80], f"cannot analyze a {type(obj).__name__}: expected a path, an nn.Module or a state dict")
+
+
+def _as_tensors(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept numpy arrays in a state dict by viewing them as tensors."""
+    import numpy as np
+
+    if not any(isinstance(v, np.ndarray) for v in state.values()):
+        return state
+    from ..errors import require
+
+    torch = require("torch", "torch")
+    return {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def _open_path(path: Path, start_id: int) -> Source:
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    if path.is_dir():
+        return _open_dir(path, start_id)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _safetensors_source(path, [path], None, start_id)
+    if suffix == ".gguf":
+        return _gguf_source(path, start_id)
+    if suffix in (".bin", ".pt", ".pth"):
+        return _torch_source(path, [path], start_id)
+    if path.name == INDEX_NAME:
+        return _open_dir(path.parent, start_id)
+    raise InputError(path, f"unknown weight file type '{suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+
+
+def _inside(root: Path, candidate: Path) -> Path:
+    """Refuse files that resolve outside the model directory (symlinks, '../' in an index)."""
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise InputError(candidate, f"resolves outside the model directory {root} ({resolved}); refusing to read it")
+    return resolved
+
+
+def _open_dir(path: Path, start_id: int) -> Source:
+    index = path / INDEX_NAME
+    if index.exists():
+        files, order = _read_index(index, path)
+        return _safetensors_source(path, files, order, start_id)
+    for pattern, opener in (("*.safetensors", "st"), ("*.bin", "pt"), ("*.pt", "pt"), ("*.pth", "pt"), ("*.gguf", "gguf")):
+        files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("adapter_"))
+        if not files:
+            continue
+        files = [_inside(path, f) for f in files]
+        if opener == "st":
+            return _safetensors_source(path, files, None, start_id)
+        if opener == "pt":
+            return _torch_source(path, files, start_id)
+        if len(files) > 1:
+            raise InputError(path, f"holds {len(files)} GGUF files; point at one of them")
+        return _gguf_source(files[0], start_id)
+    raise InputError(path, "no weights found (looked for *.safetensors, *.bin, *.pt, *.pth, *.gguf)")
+
+
+def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[str]]]:
+    """Shards in weightwatcher's order (sorted file names) with each shard's keys in index order."""
+    try:
+        data = json.loads(index.read_text())
+        weight_map = data["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(index, f"not a valid safetensors index ({type(exc).__name__}: {exc})") from None
+    order: dict[Path, list[str]] = {}
+    for key, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise InputError(index, f"shard of '{key}' is not a file name")
+        shard_path = _inside(root, root / shard)
+        if not shard_path.exists():
+            raise InputError(index, f"names shard '{shard}' which does not exist")
+        order.setdefault(shard_path, []).append(key)
+    files = sorted(order)
+    return files, order
+
+
+def _safetensors_source(path: Path, files: list[Path], order: dict[Path, list[str]] | None, start_id: int) -> Source:
+    from .safetensors_reader import read_header
+
+    for f in files:  # validate every header up front: a bad shard fails before any work
+        read_header(f)
+
+    def entries() -> Iterator[TensorEntry]:
+        for f in files:
+            for info, loader in iter_file_tensors(f, order.get(f) if order else None):
+                yield _st_entry(f, info)
+
+    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id), "safetensors", path)
+
+
+def _st_entry(f: Path, info: Any) -> TensorEntry:
+    from .safetensors_reader import SafetensorsLoader
+
+    return TensorEntry(
+        info.name, info.shape, info.dtype, info.is_float,
+        lambda expert, half: SafetensorsLoader(str(f), info, expert, half),
+    )
+
+
+def _gguf_source(path: Path, start_id: int) -> Source:
+    _, meta = read_gguf(path)
+    return Source(str(path), lambda: refs_from_entries(gguf_entries(path), str(path), start_id), "gguf", path, meta)
+
+
+def _torch_source(path: Path, files: list[Path], start_id: int) -> Source:
+    from .torch_reader import load_state_dict_file, state_dict_entries
+
+    def entries() -> Iterator[TensorEntry]:
+        for f in files:  # one shard in memory at a time
+            yield from state_dict_entries(load_state_dict_file(f))
+
+    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id), "torch", path)

@@ -1,0 +1,80 @@
+"""The lazy unit every reader yields: a reference to one weight matrix (or a stack of them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+# weightwatcher's layer_type strings
+KIND_DENSE = "dense"
+KIND_CONV2D = "conv2d"
+KIND_CONV1D = "conv1d"
+KIND_EMBEDDING = "embedding"
+
+
+class TensorLoader(Protocol):
+    """Reads one tensor as a float32 numpy array. Small and picklable where the source allows."""
+
+    def __call__(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MatrixRef:
+    """One matrix to analyze; reading it is deferred to `load()`.
+
+    ``shape`` is the shape of what `load()` returns (an expert slice of a fused tensor already
+    has its expert axis removed). ``skip_reason`` is set when the tensor can never be analyzed
+    (a vector, an integer tensor), before any option is applied.
+    """
+
+    name: str
+    longname: str
+    layer_id: int
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    role: str
+    layer: int | None
+    expert: int | None
+    source: str
+    loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    skip_reason: str | None = None
+
+    def load(self) -> np.ndarray:
+        """The tensor as float32."""
+        return self.loader()
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes weightwatcher reports for a matrix: N >= M, receptive field rf, num_evals = M * rf."""
+
+    N: int
+    M: int
+    rf: int
+
+    @property
+    def num_evals(self) -> int:
+        return self.M * self.rf
+
+    @property
+    def Q(self) -> float:
+        return self.N / self.M if self.M else float("nan")
+
+
+def geometry(kind: str, shape: tuple[int, ...], conv2d: str = "slices") -> Geometry | None:
+    """N, M and rf of a tensor as it will be analyzed, or None if it is not a matrix."""
+    if kind == KIND_CONV2D and len(shape) == 4:
+        out_ch, in_ch, kh, kw = shape
+        if conv2d == "unfold":
+            a, b = out_ch, in_ch * kh * kw
+            return Geometry(max(a, b), min(a, b), 1)
+        return Geometry(max(out_ch, in_ch), min(out_ch, in_ch), kh * kw)
+    if len(shape) == 3 and kind == KIND_CONV1D:
+        out_ch, in_ch, k = shape
+        return Geometry(max(out_ch, in_ch), min(out_ch, in_ch), k)
+    if len(shape) == 2:
+        return Geometry(max(shape), min(shape), 1)
+    return None

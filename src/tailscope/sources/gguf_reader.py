@@ -1,0 +1,174 @@
+"""Lazy GGUF reader: our own header parser, the `gguf` package only to dequantize.
+
+`gguf.GGUFReader` parses every metadata array into Python objects when it opens a file; for an LLM
+that is the tokenizer's vocabulary and merges, 2.5 s for SmolLM2-135M before any weight is read.
+This parser walks the same bytes but skips array contents, so opening costs milliseconds, and it
+turns every structural defect into an `InputError` naming the file.
+
+GGUF facts this relies on: dimensions are stored fastest-first, so the numpy shape is the reverse
+(a 2-D weight comes out as (out, in)); tensor data starts at the next multiple of
+`general.alignment` (default 32) after the tensor infos; q/k rows are permuted by llama.cpp's
+converter, which leaves singular values unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from ..errors import InputError, require
+from .refs import TensorEntry
+from .safetensors_reader import _mapped
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_PLAIN = {0: ("<f4", "F32"), 1: ("<f2", "F16"), 30: ("<u2", "BF16")}  # GGML types decoded without gguf
+MAX_DIMS = 4
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    name: str
+    shape: tuple[int, ...]  # numpy order
+    ggml_type: int
+    type_name: str
+    begin: int
+    n_bytes: int
+
+
+class _Cursor:
+    def __init__(self, fh: BinaryIO, path: Path, size: int) -> None:
+        self.fh, self.path, self.size = fh, path, size
+
+    def unpack(self, fmt: str) -> Any:
+        n = struct.calcsize(fmt)
+        data = self.fh.read(n)
+        if len(data) < n:
+            raise InputError(self.path, "truncated GGUF header")
+        return struct.unpack(fmt, data)[0]
+
+    def string(self) -> str:
+        length = self.unpack("<Q")
+        if length > self.size:
+            raise InputError(self.path, f"GGUF string length {length} exceeds the file size")
+        return self.fh.read(length).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            return self.skip_array()
+        raise InputError(self.path, f"unknown GGUF metadata value type {vtype}")
+
+    def skip_array(self) -> dict[str, int]:
+        etype, count = self.unpack("<I"), self.unpack("<Q")
+        if count > self.size:
+            raise InputError(self.path, f"GGUF array length {count} exceeds the file size")
+        if etype in _SCALARS:
+            self.fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
+        elif etype == _STRING:
+            for _ in range(count):
+                self.fh.seek(self.unpack("<Q"), 1)
+        else:
+            for _ in range(count):
+                self.value(etype)
+        return {"array_length": count}
+
+
+def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
+    """Tensor infos (in file order) and scalar metadata of a GGUF file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        cur = _Cursor(fh, path, size)
+        if fh.read(4) != b"GGUF":
+            raise InputError(path, "not a GGUF file (bad magic)")
+        version = cur.unpack("<I")
+        if version not in (2, 3):
+            raise InputError(path, f"unsupported GGUF version {version}")
+        n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+        if n_tensors > size or n_kv > size:
+            raise InputError(path, "corrupt GGUF header (impossible tensor or metadata count)")
+        meta = {}
+        for _ in range(n_kv):
+            key = cur.string()
+            meta[key] = cur.value(cur.unpack("<I"))
+        raw = [_tensor_info(cur) for _ in range(n_tensors)]
+        align = int(meta.get("general.alignment", 32)) or 32
+        data_start = -(-fh.tell() // align) * align
+    tensors = [_finish(path, size, data_start, *r) for r in raw]
+    return tensors, meta
+
+
+def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
+    name = cur.string()
+    n_dims = cur.unpack("<I")
+    if n_dims > MAX_DIMS:
+        raise InputError(cur.path, f"tensor '{name}': {n_dims} dimensions")
+    dims = tuple(cur.unpack("<Q") for _ in range(n_dims))
+    return name, tuple(reversed(dims)), cur.unpack("<I"), cur.unpack("<Q")
+
+
+def _finish(path: Path, size: int, data_start: int, name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> GGUFTensor:
+    n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if ggml_type in _PLAIN:
+        type_name = _PLAIN[ggml_type][1]
+        n_bytes = n_elements * np.dtype(_PLAIN[ggml_type][0]).itemsize
+    else:
+        gguf = require("gguf", "gguf")
+        try:
+            qtype = gguf.GGMLQuantizationType(ggml_type)
+        except ValueError:
+            raise InputError(path, f"tensor '{name}': unknown GGML tensor type {ggml_type}") from None
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        if shape and shape[-1] % block:
+            raise InputError(path, f"tensor '{name}': row of {shape[-1]} values is not a multiple of the {qtype.name} block {block}")
+        type_name, n_bytes = qtype.name, n_elements // block * type_size
+    begin = data_start + offset
+    if begin + n_bytes > size:
+        raise InputError(path, f"tensor '{name}': data runs past the end of the file (truncated?)")
+    return GGUFTensor(name, shape, ggml_type, type_name, begin, n_bytes)
+
+
+@dataclass(frozen=True)
+class GGUFLoader:
+    """Picklable loader: dequantizes one tensor, or one expert of a stacked expert tensor."""
+
+    path: str
+    tensor: GGUFTensor
+    expert: int | None = None
+
+    def __call__(self) -> np.ndarray:
+        t = self.tensor
+        shape, begin, n_bytes = t.shape, t.begin, t.n_bytes
+        if self.expert is not None:
+            n_bytes //= shape[0]
+            begin += self.expert * n_bytes
+            shape = shape[1:]
+        raw = np.frombuffer(_mapped(self.path), dtype=np.uint8, count=n_bytes, offset=begin)
+        if t.ggml_type in _PLAIN:
+            np_dtype, name = _PLAIN[t.ggml_type]
+            values = raw.view(np_dtype).reshape(shape)
+            return (values.astype(np.uint32) << 16).view(np.float32) if name == "BF16" else values.astype(np.float32)
+        gguf = require("gguf", "gguf")
+        rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
+        try:
+            out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
+        except NotImplementedError as exc:
+            raise InputError(self.path, f"tensor '{t.name}': cannot dequantize {t.type_name}: {exc}") from exc
+        return np.ascontiguousarray(out, dtype=np.float32).reshape(shape)
+
+
+def gguf_entries(path: Path) -> Iterator[TensorEntry]:
+    tensors, _ = read_gguf(path)
+    for t in tensors:
+        yield TensorEntry(
+            name=t.name, shape=t.shape, dtype=t.type_name, is_float=True,
+            make_loader=lambda expert, half, t=t: GGUFLoader(str(path), t, expert),
+        )

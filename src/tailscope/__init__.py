@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 __all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "describe"]
 
 _LAZY = {
-    "analyze": ("tailscope.analyze", "analyze"),
-    "describe": ("tailscope.analyze", "describe"),
+    "analyze": ("tailscope.pipeline", "analyze"),
+    "describe": ("tailscope.pipeline", "describe"),
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

@@ -56,7 +56,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from .analyze import analyze
+    from .pipeline import analyze
 
     report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args))
     print(report.to_text())
@@ -66,7 +66,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from .analyze import describe
+    from .pipeline import describe
 
     desc = describe(args.path, **_options(args))
     print(desc.to_text())

@@ -105,7 +105,11 @@ class Description:
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Description":
-        return cls(details=pd.DataFrame.from_records(rows), **kwargs)
+        df = pd.DataFrame.from_records(rows)
+        for col in ("layer", "expert", "M", "N", "rf", "num_evals"):
+            if col in df:
+                df[col] = df[col].astype("Int64")
+        return cls(details=df, **kwargs)
 
     @property
     def skip_counts(self) -> dict[str, int]:

@@ -1,14 +1,12 @@
 """The pipeline: source -> MatrixRef stream -> matrices -> spectrum -> fit -> row -> Report.
 
-Reading overlaps computing: while one matrix's eigenvalues are computed, a background thread reads
-and decodes the next one, so peak memory is about two matrices, never the model.
+(Named `pipeline`, not `analyze` as DESIGN.md suggests: a submodule named like the public
+function would shadow `tailscope.analyze` once imported.)
 """
 
 from __future__ import annotations
 
-import sys
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +16,7 @@ from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
 from .spectrum import NumericalError, compute_spectrum
+from .executors import run_serial
 from .transforms import to_matrices
 
 
@@ -84,27 +83,6 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     return row
 
 
-def prefetched(refs: Iterable[MatrixRef]) -> Iterator[tuple[MatrixRef, np.ndarray]]:
-    """(ref, loaded array) pairs, reading the next matrix while the caller works on this one."""
-    refs = list(refs)
-    if not refs:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailscope-read") as pool:
-        pending: Future = pool.submit(refs[0].load)
-        for i, ref in enumerate(refs):
-            array = pending.result()
-            if i + 1 < len(refs):
-                pending = pool.submit(refs[i + 1].load)
-            yield ref, array
-            del array
-
-
-def _progress(total: int, config: AnalysisConfig, desc: str):  # noqa: ANN202
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="matrix", file=sys.stderr, disable=None if config.progress else True, leave=False)
-
-
 def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:
     """Per-matrix spectral diagnostics of a model, one row per weight matrix.
 
@@ -120,8 +98,9 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
         >>> import numpy as np, tailscope
         >>> rng = np.random.default_rng(0)
         >>> report = tailscope.analyze({"fc.weight": rng.standard_normal((200, 100))}, progress=False)
-        >>> report.details.loc[0, ["name", "N", "M", "num_evals"]].tolist()
-        ['fc', 200, 100, 100]
+        >>> print(report.details[["name", "N", "M", "num_evals", "status"]].to_string(index=False))
+        name   N   M  num_evals  status
+          fc 200 100        100 success
     """
     cfg = make_config(config, options)
     from .spectrum_torch import resolve_device
@@ -129,12 +108,7 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
     device = resolve_device(cfg.device)
     source = open_source(model)
     selected, skipped = plan(source, cfg)
-    rows = []
-    with _progress(len(selected), cfg, "analyzing") as bar:
-        for ref, array in prefetched(selected):
-            bar.set_postfix_str(ref.name[-40:], refresh=False)
-            rows.append(analyze_matrix(ref, array, cfg, device))
-            bar.update(1)
+    rows = list(run_serial(selected, cfg, device))
     return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
 
 
@@ -144,8 +118,12 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
     Example:
         >>> import numpy as np, tailscope
         >>> d = tailscope.describe({"fc.weight": np.zeros((20, 10)), "fc.bias": np.zeros(20)})
-        >>> d.details[["name", "N", "M", "analyzed"]].values.tolist()
-        [['fc', 20, 10, True], ['fc.bias', None, None, False]]
+        >>> print(d.details[["name", "N", "M", "analyzed"]].to_string(index=False))
+           name    N    M  analyzed
+             fc   20   10      True
+        fc.bias <NA> <NA>     False
+        >>> d.skip_counts
+        {'not a matrix (1-D)': 1}
     """
     cfg = make_config(config, options)
     source = open_source(model)

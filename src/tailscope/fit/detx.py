@@ -35,7 +35,7 @@ def detx(evals: np.ndarray) -> DetX:
 
     >>> d = detx(np.array([0.1, 0.2, 0.5, 1.0, 2.0, 4.0]))
     >>> d.num, d.index
-    (4, 2)
+    (5, 1)
     """
     evals = np.asarray(evals, dtype=np.float64)
     if evals.size < 2 or not evals[0] < evals[-1]:

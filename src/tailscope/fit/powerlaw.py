@@ -11,7 +11,9 @@ and xmin is the x_i of smallest D_i (the first on ties). weightwatcher's empiric
 0, i.e. (j - i) / n, so D is measured against the lower step only; we keep that definition so
 that D and the chosen xmin agree. With fewer than 20 eigenvalues it switches to a bias-corrected
 estimator, alpha = 1 + (n - 1) / sum log(x_j / x_i), tails of at least 8 points, and chooses
-xmin by D_i - 0.868 / sqrt(n) (its small-N path, reproduced here).
+xmin by D_i - 0.868 / sqrt(n), or takes the whole sample when no tail has 8 points (its small-N
+path, reproduced here; in that fallback weightwatcher's sigma is computed from a placeholder alpha of
+0 and comes out negative, ours is (alpha - 1) / sqrt(n)).
 
 The scan is vectorized: all alpha_i from suffix sums of log x; the D_i in row blocks of a
 (candidates x points) matrix, so the cost is N^2/2 exponentials with no Python loop per xmin.
@@ -102,7 +104,9 @@ def fit_power_law(evals: np.ndarray, *, thresh: float = 1e-5) -> PowerLawFit:
     valid = np.isfinite(alphas) & (alphas > 1.0)
     tail_sizes = data.size - np.arange(data.size - 1)
     if small:
-        valid &= tail_sizes >= SMALL_N_MIN_TAIL
+        long_enough = valid & (tail_sizes >= SMALL_N_MIN_TAIL)
+        # weightwatcher falls back to the whole sample as the tail when no tail is long enough
+        valid = long_enough if long_enough.any() else valid & (np.arange(valid.size) == 0)
     ds = _ks_distances(logs, alphas, valid)
     sigmas = (alphas - 1.0) / np.sqrt(tail_sizes)
     if small:

@@ -33,7 +33,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         if suffix == ".csv":
             df.to_csv(path, index=False)
         elif suffix == ".json":
-            df.to_json(path, orient="records", indent=1)
+            df.to_json(path, orient="records", indent=1, double_precision=15)
         else:
             df.to_parquet(path, index=False)
     except ImportError as exc:

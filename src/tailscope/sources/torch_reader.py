@@ -21,14 +21,12 @@ def load_state_dict_file(path: Path) -> Mapping[str, Any]:
     """A state dict from a pickle file, without running any code from it."""
     torch = require("torch", "torch")
     import pickle
+    import warnings
 
     try:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickle protocols; our error says more
+            warnings.simplefilter("ignore")
+            obj = _torch_load(torch, path)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
         raise InputError(
@@ -41,6 +39,15 @@ def load_state_dict_file(path: Path) -> Mapping[str, Any]:
     except (EOFError, OSError, RuntimeError, ValueError) as exc:
         raise InputError(path, f"cannot read as a PyTorch state dict: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return _unwrap(obj, path)
+
+
+def _torch_load(torch, path: Path):  # noqa: ANN001, ANN202
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _unwrap(obj: Any, path: Path | str) -> Mapping[str, Any]:

@@ -84,8 +84,13 @@ def plot_embedding_norms(report: ProbeReport, ax: Any = None) -> Any:
         pos = np.arange(len(names)) + (j - (len(bars) - 1) / 2) * width
         for p, v, h in zip(pos, values, hatch):
             ax.bar(p, v, width, color=f"C{j}", hatch=h, label=label if p == pos[0] else None)
+    every = [_emb(m, which, key) for m in report.models for which, key, _ in bars]
+    positive = [v for v in every if np.isfinite(v) and v > 0]
+    if positive and max(positive) / min(positive) > 30:  # models of very different scales
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 3, max(positive) * 2)
     ax.set_xticks(np.arange(len(names)), names)
-    ax.set_ylabel("norm")
+    ax.set_ylabel("norm" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title("Embedding vs unembedding (hatched: tied)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")

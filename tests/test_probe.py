@@ -223,7 +223,9 @@ def test_report_json_and_figure(tmp_path):
     import json
 
     reports = [tailscope.probe(random_model(k).eval(), ByteTokenizer(), PROMPTS[:2], name=k) for k in ("mistral", "mixtral")]
-    report = tailscope.probes.ProbeReport.combine(reports)
+    from tailscope.probes import ProbeReport
+
+    report = ProbeReport.combine(reports)
     table = report.table()
     assert list(table.columns) == ["mistral", "mixtral"]
     assert "mixtral" in report.to_text()

@@ -66,3 +66,17 @@ def test_cli_refuses_a_directory_without_tokenizer(tmp_path, capsys):
     transformers.MistralForCausalLM(tiny_mistral_config()).save_pretrained(tmp_path)
     assert main(["probe", str(tmp_path), "--prompt", "hi", "--device", "cpu"]) == 2
     assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_cli_probes_a_gguf_file(model_dirs, tmp_path, capsys):
+    """A GGUF goes through tailscope's own loader (here a Mistral written the llama.cpp way)."""
+    from test_gguf_hf import write_gguf
+
+    torch.manual_seed(0)
+    model = transformers.MistralForCausalLM(tiny_mistral_config(sliding_window=None))
+    path = write_gguf(tmp_path / "tiny.gguf", model, name="tiny mistral")
+    code = main(["probe", str(path), "--tokenizer", str(model_dirs["mistral"]), "--prompt", "Hello", "--device", "cpu",
+                 "--out", str(tmp_path / "p.json")])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "p.json").read_text())["models"][0]
+    assert data["name"] == "tiny" and data["architecture"] == "MistralForCausalLM" and data["n_layers"] == 2

@@ -15,6 +15,7 @@ __all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze
 _LAZY = {
     "analyze": ("tailscope.pipeline", "analyze"),
     "describe": ("tailscope.pipeline", "describe"),
+    "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
     d.set_defaults(run=_run_describe)
+    from .probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
+
+    add_probe_parser(sub)
     return parser
 
 

@@ -45,6 +45,8 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
+            W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -58,6 +60,7 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    inverse: bool = False
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .config import AnalysisConfig
-from .fit.powerlaw import fit_power_law
+from .diagnostics import optional_columns, primary_fit
 from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
@@ -79,7 +79,9 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     except NumericalError as exc:
         row.update(has_esd=False, status="failed", reason=str(exc), warning="")
         return row
-    row.update(spectrum_columns(spec, fit_power_law(spec.evals, thresh=config.evals_thresh), config.tolerance))
+    fit, finger_columns = primary_fit(spec.evals, config)
+    row.update(spectrum_columns(spec, fit, config.tolerance), **finger_columns)
+    row.update(optional_columns(mats, spec, fit, row, config, device))
     return row
 
 

@@ -70,7 +70,8 @@ def shuffled_eigenvalues(mats: list[np.ndarray], seed: int | tuple[int, ...], de
     rng = np.random.default_rng(seed)
     parts = []
     for w in mats:
-        shuffled = rng.permutation(np.asarray(w).ravel()).reshape(w.shape)
+        shuffled = np.array(w, order="C")  # the one copy; shuffled in place
+        rng.shuffle(shuffled.reshape(-1))
         evals = compute_spectrum([shuffled], shuffled.shape[0], device).evals
         parts.append((evals, float(np.var(shuffled, dtype=np.float64))))
     return np.sort(np.concatenate([p[0] for p in parts])), parts

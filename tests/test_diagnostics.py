@@ -134,6 +134,8 @@ def test_planted_large_entries_are_correlation_traps():
     w.flat[rng.choice(w.size, 3, replace=False)] = 60.0  # three huge entries: traps wherever shuffled
     row = tailscope.analyze({"fc.weight": w}, progress=False, randomize=True).details.iloc[0]
     assert row["num_traps"] == 3
+    const = tailscope.analyze({"fc.weight": np.ones((50, 20))}, progress=False, randomize=True).details.iloc[0]
+    assert const["num_traps"] == 1  # its mean, the only nonzero eigenvalue
 
 
 @pytest.mark.parametrize("Q", [1, 2, 4, 8])

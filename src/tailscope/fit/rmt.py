@@ -46,6 +46,7 @@ def bulk_edge(N: int, M: int, sigma2: float) -> float:
 # issue 3: randomization (correlation traps) -------------------------------------------------
 
 TRAP_TW_UNITS = 4.0  # a shuffled eigenvalue this many Tracy-Widom widths beyond the edge is a trap
+TRAP_RELATIVE_FLOOR = 1e-10  # eigenvalues below this fraction of the largest are round-off
 
 
 def tracy_widom_width(N: int, M: int, sigma2: float) -> float:
@@ -58,8 +59,11 @@ def count_traps(rand_evals: np.ndarray, N: int, M: int, sigma2: float, tw_units:
     """Eigenvalues of a shuffled W beyond lambda_+ + tw_units * Tracy-Widom width of the MP law with
     the shuffled matrix's own entry variance: for i.i.d. entries of finite fourth moment this is
     ~never crossed, so each one is a correlation trap (a few huge entries, or a nonzero mean)."""
+    rand_evals = np.asarray(rand_evals)
     cut = bulk_edge(N, M, sigma2) + tw_units * tracy_widom_width(N, M, sigma2)
-    return int(np.count_nonzero(np.asarray(rand_evals) > cut))
+    # round-off floor: a constant matrix (sigma2 = 0) has one trap, its mean, not M
+    floor = TRAP_RELATIVE_FLOOR * float(rand_evals.max()) if rand_evals.size else 0.0
+    return int(np.count_nonzero(rand_evals > max(cut, floor)))
 
 
 def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:

@@ -92,7 +92,11 @@ def randomize_columns(mats: list[np.ndarray], spec: Spectrum, seed: tuple[int, .
 
 
 def tail_columns(evals: np.ndarray, fit: PowerLawFit, config: AnalysisConfig) -> dict[str, Any]:
-    """Columns that test or bound the power-law fit of the tail (TPL, Dragon Kings, bootstrap)."""
+    """Columns that test or bound the power-law fit of the tail (TPL, Dragon Kings, bootstrap).
+
+    TPL and the bootstrap use the eigenvalues the fit used (xmin..xmax, so fingers clipped by
+    fix_fingers stay out); the Dragon-King test uses every eigenvalue >= xmin, since the largest
+    are what it tests, under the row's alpha (the clipped one with fix_fingers)."""
     cols: dict[str, Any] = {}
     tail = fitted_tail(evals, fit) if fit.ok else np.empty(0)
     if config.fit == "TPL":

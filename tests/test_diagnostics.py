@@ -63,7 +63,7 @@ def test_no_fingers_on_a_clean_power_law():
 def test_fix_fingers_through_analyze_on_a_planted_matrix():
     evals, _ = fingered_spectrum(0)
     rng = np.random.default_rng(0)
-    w = planted_matrix(rng, 2 * evals.size, evals.size, np.sqrt(evals))
+    w = planted_matrix(rng, evals.size, evals.size, np.sqrt(evals))
     row = tailscope.analyze({"fc.weight": w}, progress=False, fix_fingers="clip_xmax").details.iloc[0]
     direct = fit_clipped(evals)
     assert row["num_fingers"] == direct.num_fingers
@@ -109,7 +109,7 @@ def test_detx_columns_through_analyze():
 
 @pytest.fixture(scope="module")
 def minilm_randomized(minilm_dir):
-    return tailscope.analyze(minilm_dir, progress=False, randomize=True, layers=["attn_q", "attn_k", "attn_v", "attn_o", "mlp_up", "mlp_down"]).details
+    return tailscope.analyze(minilm_dir, progress=False, randomize=True, layers=["attn_q", "attn_o", "mlp_down"]).details
 
 
 def test_rand_distance_near_zero_for_gaussian_and_large_for_minilm(minilm_randomized):
@@ -118,7 +118,7 @@ def test_rand_distance_near_zero_for_gaussian_and_large_for_minilm(minilm_random
     assert row["rand_distance"] < 0.02
     assert row["num_traps"] == 0
     trained = minilm_randomized["rand_distance"].to_numpy(dtype=float)
-    assert len(trained) == 36
+    assert len(trained) == 18
     assert np.median(trained) > 5 * row["rand_distance"] and np.median(trained) > 0.08
 
 

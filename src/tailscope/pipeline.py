@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import AnalysisConfig
 from .errors import ConfigError
-from .fit.powerlaw import fit_power_law
+from .diagnostics import optional_columns, primary_fit, shuffled_eigenvalues
 from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
@@ -82,7 +82,9 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     except NumericalError as exc:
         row.update(has_esd=False, status="failed", reason=str(exc), warning="")
         return row
-    row.update(spectrum_columns(spec, fit_power_law(spec.evals, thresh=config.evals_thresh), config.tolerance))
+    fit, finger_columns = primary_fit(spec.evals, config)
+    row.update(spectrum_columns(spec, fit, config.tolerance), **finger_columns)
+    row.update(optional_columns(mats, spec, fit, row, config, device))
     return row
 
 
@@ -142,7 +144,7 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
 def layer_eigenvalues(model: Any, layer: int | str, *, randomize: bool = False, seed: int = 0) -> np.ndarray:
     """Ascending eigenvalues of W^T W for one matrix, chosen by layer_id or name.
 
-    With `randomize`, W's entries are shuffled first (seeded), the null model of `randomize=True`.
+    With `randomize`, W's entries are shuffled first, exactly as `randomize=True` shuffles them.
 
     >>> import numpy as np
     >>> layer_eigenvalues({"fc.weight": np.diag([1.0, 2.0, 3.0])}, "fc").tolist()
@@ -156,9 +158,7 @@ def layer_eigenvalues(model: Any, layer: int | str, *, randomize: bool = False, 
     geo = geometry(ref.kind, ref.shape, "slices")
     if geo is None:
         raise ConfigError(f"{source.name}: {ref.name} is not a matrix (shape {ref.shape})")
-    array = ref.load()
+    mats = to_matrices(ref.load(), ref.kind, "slices", True)
     if randomize:
-        rng = np.random.default_rng(seed)
-        array = rng.permutation(np.asarray(array).ravel()).reshape(np.shape(array))
-    mats = to_matrices(array, ref.kind, "slices", True)
+        return shuffled_eigenvalues(mats, (seed, ref.layer_id))[0]
     return compute_spectrum(mats, geo.N).evals

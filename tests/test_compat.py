@@ -15,7 +15,8 @@ from tailscope.errors import ConfigError
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-NUMERIC = ["alpha", "lambda_max", "log_norm", "stable_rank", "entropy", "xmin", "D", "alpha_weighted", "log_spectral_norm"]
+NUMERIC = ["alpha", "lambda_max", "log_norm", "stable_rank", "entropy", "xmin", "D", "alpha_weighted", "log_spectral_norm",
+           "raw_alpha", "detX_val", "detX_val_unrescaled", "mp_softrank", "bulk_max", "bulk_min", "sigma_mp", "W_scale"]
 
 
 def resnet_like() -> nn.Module:
@@ -48,7 +49,13 @@ CALLS = {
     "min_evals": {"min_evals": 50},
     "max_evals": {"min_evals": 20, "max_evals": 100},
     "layers": {"layers": [1, 2, 3]},
+    "fix_fingers": {"fix_fingers": "clip_xmax"},
+    "detX": {"detX": True},
+    "randomize": {"randomize": True},
+    "mp_fit": {"mp_fit": True},
 }
+# weightwatcher's randomize / mp_fit take minutes on MiniLM: those run on the small models only
+CASES = [(m, c) for m in ("minilm", *MODELS) for c in sorted(CALLS) if not (m == "minilm" and c in ("randomize", "mp_fit", "layers"))]
 
 
 def _model(name: str, minilm_dir):
@@ -64,8 +71,7 @@ def _both(model, call: str, method: str = "analyze") -> tuple[pd.DataFrame, pd.D
     return ref, ours
 
 
-@pytest.mark.parametrize("call", sorted(CALLS))
-@pytest.mark.parametrize("name", ["minilm", *MODELS])
+@pytest.mark.parametrize("name, call", CASES)
 def test_analyze_same_rows_ids_columns_numbers(name, call, minilm_dir):
     ref, ours = _both(_model(name, minilm_dir), call)
     if ref.empty:  # nothing selected (MiniLM has no layer with <= 100 eigenvalues): weightwatcher gives no columns
@@ -74,13 +80,24 @@ def test_analyze_same_rows_ids_columns_numbers(name, call, minilm_dir):
     assert list(ours.columns) == list(ref.columns)
     assert ours["layer_id"].tolist() == ref["layer_id"].tolist()
     assert ours["name"].tolist() == ref["name"].tolist()
-    for col in ("M", "N", "num_evals", "rf", "num_pl_spikes"):
+    for col in ("M", "N", "num_evals", "rf"):
         assert ours[col].astype(int).tolist() == ref[col].astype(int).tolist(), col
-    ok = ref["alpha"] > 0  # weightwatcher's failed fits are alpha = -1; ours are NaN
-    assert ok.mean() > 0.9
-    for col in NUMERIC:
+    for col in ("detX_num", "num_ERG_spikes", "ERG_gap", "num_spikes"):
+        if col in ref:
+            assert ours[col].tolist() == ref[col].tolist(), col
+    if "raw_alpha" in ref:  # num_fingers: ours is the true count, weightwatcher's one less where it clipped
+        clipped = ref["num_fingers"] > 0
+        assert (ours.loc[clipped, "num_fingers"] == ref.loc[clipped, "num_fingers"] + 1).all()
+    ok = ref["alpha"] > 0  # weightwatcher's failed fits are alpha = -1 (num_pl_spikes -1); ours are NaN
+    assert ok.mean() > 0.75
+    assert ours.loc[ok, "num_pl_spikes"].tolist() == ref.loc[ok, "num_pl_spikes"].tolist()
+    if "detX_num" in ref:
+        # when the whole spectrum is the detX tail weightwatcher's loop stops one eigenvalue late
+        # (src/tailscope/fit/detx.py); compare detX values where it does not
+        ok &= ref["detX_num"] < ref["num_evals"]
+    for col in (c for c in NUMERIC if c in ref):
         a, b = ours.loc[ok, col].astype(float).to_numpy(), ref.loc[ok, col].astype(float).to_numpy()
-        tol = 0.01 if col in ("alpha", "alpha_weighted") else 1e-4 * np.maximum(np.abs(b), 1e-12)
+        tol = 0.01 if col in ("alpha", "alpha_weighted", "raw_alpha") else 1e-4 * np.maximum(np.abs(b), 1e-12)
         assert np.all(np.abs(a - b) <= tol), (col, np.abs(a - b).max())
 
 
@@ -147,6 +164,7 @@ def ww_single_layer(x: np.ndarray) -> nn.Module:
         ({"pool": False}, ["pool", "conv2d='unfold'"]),
         ({"vectors": True}, ["vectors"]),
         ({"pl_package": "powerlaw"}, ["pl_package"]),
+        ({"fit": "TPL"}, ["fit", "fit='TPL'"]),
         ({"fix_fingers": "xmin_peak"}, ["fix_fingers", "clip_xmax"]),
         ({"no_such_option": 1}, ["no_such_option"]),
     ],

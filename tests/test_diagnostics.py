@@ -253,8 +253,8 @@ def test_bootstrap_interval_covers_the_planted_alpha_at_nominal_rate():
 OPTION_COLUMNS = {
     "fix_fingers": ("clip_xmax", {"raw_alpha", "num_fingers"}),
     "detx": (True, {"detX_num", "detX_val", "detX_val_rescaled", "delta_lambda", "delta_log10_lambda"}),
-    "randomize": (True, {"rand_distance", "max_rand_eval", "num_traps", "rand_mp_edge"}),
-    "mp_fit": (True, {"num_spikes", "mp_softrank", "bulk_max", "sigma_mp"}),
+    "randomize": (True, {"rand_distance", "max_rand_eval", "num_traps", "rand_mp_edge", "rand_num_spikes", "rand_mp_softrank", "rand_bulk_max", "rand_bulk_min", "rand_sigma_mp", "rand_W_scale"}),
+    "mp_fit": (True, {"num_spikes", "mp_softrank", "bulk_max", "bulk_min", "sigma_mp", "W_scale"}),
     "fit": ("TPL", {"tpl_alpha", "tpl_lambda", "llr_pl_tpl", "p_pl_tpl", "llr_pl_lognormal", "p_pl_lognormal"}),
     "dragon_kings": (True, {"dk_pvalue", "dk_count"}),
     "bootstrap": (50, {"alpha_lo", "alpha_hi"}),

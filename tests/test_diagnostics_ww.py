@@ -62,5 +62,5 @@ def test_mp_fit_matches_on_a_few_layers(minilm_dir):
     m = expected.merge(got, on="layer_id", suffixes=("_ww", "_ts"))
     assert len(m) == len(MP_LAYERS)
     assert (m["num_spikes_ww"] == m["num_spikes_ts"]).all()
-    for col in ("mp_softrank", "bulk_max", "sigma_mp"):
+    for col in ("mp_softrank", "bulk_max", "bulk_min", "sigma_mp", "W_scale"):
         assert np.allclose(m[f"{col}_ww"], m[f"{col}_ts"], rtol=1e-4), col

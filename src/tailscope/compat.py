@@ -12,8 +12,10 @@ ignored). Details carry exactly weightwatcher's columns for the options given (l
 then the rest sorted, as weightwatcher orders them) and the same layer_id numbering.
 
 Differences kept on purpose (see README, "Coming from weightwatcher"): a failed fit is NaN with
-status 'failed', not alpha = -1 labelled 'over-trained'; `randomize` is seeded; with
-`inverse=True` a pooled Conv2D layer is inverted once (weightwatcher re-inverts earlier slices).
+status 'failed', not alpha = -1 labelled 'over-trained'; num_fingers is the true count (weightwatcher's
+is one less); `randomize` is one seeded shuffle (weightwatcher draws 5 unseeded ones for layers with
+fewer than 100 eigenvalues); with `inverse=True` a pooled Conv2D layer is inverted once
+(weightwatcher re-inverts earlier slices).
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ DESCRIBE_COLUMNS = ("M", "N", "Q", "layer_type", "longname", "num_evals", "rf")
 # columns an option adds, named as weightwatcher names them
 OPTION_COLUMNS: dict[str, tuple[str, ...]] = {
     "fix_fingers": ("num_fingers", "raw_alpha"),
-    "detx": ("detX_num", "detX_val", "detX_val_unrescaled"),
+    "detx": ("ERG_gap", "detX_num", "detX_val", "detX_val_unrescaled", "num_ERG_spikes"),
+    "mp_fit": ("W_scale", "bulk_max", "bulk_min", "mp_softrank", "num_spikes", "sigma_mp"),
+    "randomize": (
+        "max_rand_eval", "num_traps", "rand_W_scale", "rand_bulk_max", "rand_bulk_min", "rand_distance",
+        "rand_mp_softrank", "rand_num_spikes", "rand_sigma_mp", "ww_maxdist", "ww_softrank",
+    ),
 }
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
 
@@ -54,10 +61,13 @@ class Keyword:
 
 
 def _fit_name(value: Any) -> str:
-    names = {"pl": "PL", "power_law": "PL", "tpl": "TPL", "truncated_power_law": "TPL", "e_tpl": "TPL"}
-    if str(value).lower() not in names:
-        raise ConfigError(f"weightwatcher option `fit={value!r}` is not supported; tailscope fits 'PL' or 'TPL'")
-    return names[str(value).lower()]
+    if str(value).lower() not in ("pl", "power_law"):
+        raise ConfigError(
+            f"weightwatcher option `fit={value!r}` is not supported by tailscope.compat (weightwatcher then "
+            "replaces alpha by the TPL exponent); closest: tailscope.analyze(..., fit='TPL'), which adds "
+            "tpl_alpha, tpl_lambda and the likelihood-ratio tests beside the power-law alpha"
+        )
+    return "PL"
 
 
 def _fingers(value: Any) -> str | None:
@@ -156,16 +166,27 @@ def to_ww_frame(
     df = details.copy()
     if module:
         df["name"] = df["longname"].astype(str).str.split(".").str[-1]
-    if "detX_val" in df and "detX_val_rescaled" in df:
-        # weightwatcher's detX_val is the rescaled value, detX_val_unrescaled the true one
-        df["detX_val_unrescaled"] = df["detX_val"]
-        df["detX_val"] = df["detX_val_rescaled"]
+    df = df.assign(**_derived_columns(df))
     df["layer_id"] = df["layer_id"] + start_ids
     cols = ww_columns(options, describe)
     missing = [c for c in cols if c not in df]
     if missing and not df.empty:
         raise ConfigError(f"tailscope does not compute weightwatcher column(s) {missing} for these options")
     return df.reindex(columns=cols).reset_index(drop=True)
+
+
+def _derived_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """weightwatcher's columns that are renamings or simple functions of ours."""
+    out: dict[str, pd.Series] = {}
+    if "detX_num" in df:
+        # weightwatcher's `detX_val_unrescaled` holds the mean-1 (rescaled) value: its names are swapped
+        out.update(detX_val_unrescaled=df["detX_val_rescaled"], num_ERG_spikes=df["detX_num"],
+                   ERG_gap=df["detX_num"] - df["num_pl_spikes"])
+    if "max_rand_eval" in df:
+        # weightwatcher's num_traps is the spike count of the MP fit to the shuffled spectrum
+        out.update(num_traps=df["rand_num_spikes"], ww_softrank=df["max_rand_eval"] / df["lambda_max"],
+                   ww_maxdist=df["lambda_max"] - df["max_rand_eval"])
+    return out
 
 
 class WeightWatcher:

@@ -3,8 +3,10 @@ columns, and only when it is on.
 
     fix_fingers='clip_xmax'  raw_alpha, num_fingers (alpha, xmin, ... are then the clipped fit's)
     detx=True                detX_num, detX_val, detX_val_rescaled, delta_lambda, delta_log10_lambda
-    randomize=True           rand_distance, max_rand_eval, num_traps, rand_mp_edge
-    mp_fit=True              num_spikes, mp_softrank, bulk_max, sigma_mp
+    randomize=True           rand_distance, max_rand_eval, num_traps, rand_mp_edge, and the MP fit
+                             of the shuffled spectrum: rand_num_spikes, rand_mp_softrank,
+                             rand_bulk_max, rand_bulk_min, rand_sigma_mp, rand_W_scale
+    mp_fit=True              num_spikes, mp_softrank, bulk_max, bulk_min, sigma_mp, W_scale
     fit='TPL'                tpl_alpha, tpl_lambda, llr_pl_tpl, p_pl_tpl, llr_pl_lognormal, p_pl_lognormal
     dragon_kings=True        dk_pvalue, dk_count
     bootstrap=N              alpha_lo, alpha_hi
@@ -59,9 +61,12 @@ def detx_columns(evals: np.ndarray, fit: PowerLawFit) -> dict[str, Any]:
     }
 
 
-def mp_columns(evals: np.ndarray, N: int, M: int) -> dict[str, Any]:
+def mp_columns(evals: np.ndarray, N: int, M: int, prefix: str = "") -> dict[str, Any]:
+    """weightwatcher's MP-fit columns; `prefix='rand_'` names those of the shuffled spectrum."""
     mp = mp_fit(evals, N, M)
-    return {"num_spikes": mp.num_spikes, "mp_softrank": mp.softrank, "bulk_max": mp.bulk_max, "sigma_mp": mp.sigma}
+    cols = {"num_spikes": mp.num_spikes, "mp_softrank": mp.softrank, "bulk_max": mp.bulk_max,
+            "bulk_min": mp.bulk_min, "sigma_mp": mp.sigma, "W_scale": mp.w_scale}
+    return {prefix + k: v for k, v in cols.items()}
 
 
 def shuffled_eigenvalues(mats: list[np.ndarray], seed: int | tuple[int, ...], device: str = "cpu") -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
@@ -84,10 +89,12 @@ def randomize_columns(mats: list[np.ndarray], spec: Spectrum, seed: tuple[int, .
     s2 * (sqrt(N) + sqrt(M))^2 of the shuffled matrices (s2 the entry variance)."""
     rand, parts = shuffled_eigenvalues(mats, seed, device)
     shapes = [w.shape for w in mats]
+    n_rows, n_cols = shapes[0]
     return {
         "rand_distance": jensen_shannon_distance(spec.evals, rand), "max_rand_eval": float(rand[-1]),
         "num_traps": sum(count_traps(ev, n, m, s2) for (ev, s2), (n, m) in zip(parts, shapes)),
         "rand_mp_edge": max(bulk_edge(n, m, s2) for (_, s2), (n, m) in zip(parts, shapes)),
+        **mp_columns(rand, n_rows, n_cols, prefix="rand_"),
     }
 
 

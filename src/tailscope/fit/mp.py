@@ -37,6 +37,8 @@ class MPFit:
     bulk_max: float  # MP upper edge, original units
     num_spikes: int  # eigenvalues beyond bulk_max plus the Tracy-Widom margin
     softrank: float  # bulk_max / lambda_max
+    bulk_min: float  # MP lower edge, original units
+    w_scale: float  # sqrt(n / sum lambda): the factor applied to W to bring the ESD to mean 1
 
 
 def linear_kde(points: np.ndarray, grid: np.ndarray, h: float) -> np.ndarray:
@@ -99,5 +101,7 @@ def mp_fit(evals: np.ndarray, N: int, M: int) -> MPFit:
     bulk_max = (sigma * (1 + 1 / np.sqrt(Q))) ** 2
     tw = 1 / np.sqrt(Q) * bulk_max ** (2 / 3) * M ** (-2 / 3)
     spikes = int(np.count_nonzero(scaled > bulk_max + np.sqrt(tw)))
+    bulk_min = (sigma * (1 - 1 / np.sqrt(Q))) ** 2
     return MPFit(sigma=sigma, bulk_max=float(bulk_max / scale), num_spikes=spikes,
-                 softrank=float(bulk_max / np.max(scaled)))
+                 softrank=float(bulk_max / np.max(scaled)), bulk_min=float(bulk_min / scale),
+                 w_scale=float(np.sqrt(scale)))

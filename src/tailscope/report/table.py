@@ -72,6 +72,13 @@ class Report:
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(_reason_group(r) for _, r in self.skipped))
 
+    @property
+    def experts(self) -> pd.DataFrame:
+        """Mixture-of-experts summary per (layer, role); empty for a dense model (issue 4)."""
+        from .experts import expert_summary
+
+        return expert_summary(self.details, self.skipped)
+
     def save(self, path: str | Path) -> Path:
         """Write the full details table (.csv, .json or .parquet)."""
         return write_table(self.details, path)
@@ -84,6 +91,11 @@ class Report:
         lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
         if self.skipped:
             lines.append("  skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items())))
+        experts = self.experts  # issue 4: mixture-of-experts summary
+        if not experts.empty:
+            from .experts import experts_text
+
+            lines += ["", experts_text(experts)]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

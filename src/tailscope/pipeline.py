@@ -126,6 +126,9 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         {'not a matrix (1-D)': 1}
     """
     cfg = make_config(config, options)
+    arch = model_card(model)
+    if arch is not None and _config_only(model):  # size a model before downloading its weights
+        return Description.from_rows([], source=str(model), card=arch)
     source = open_source(model)
     rows = []
     for ref in source.refs():
@@ -133,4 +136,34 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         reason = skip_reason(ref, cfg)
         row.update(analyzed=reason is None, skip_reason=reason or "")
         rows.append(row)
-    return Description.from_rows(rows, source=source.name, metadata=source.metadata)
+    if arch is not None:
+        arch = arch.with_weights(sum(int(np.prod(r.shape)) for r in source.refs() if not r.skip_reason or "non-float" not in r.skip_reason))
+    return Description.from_rows(rows, source=source.name, metadata=source.metadata, card=arch)
+
+
+def model_card(model: Any) -> Any:
+    """The architecture card of a path with a config.json or GGUF metadata, else None (issue 4)."""
+    from pathlib import Path
+
+    from .archcard import card, find_config
+    from .errors import InputError
+
+    if not isinstance(model, (str, Path)):
+        return None
+    p = Path(model)
+    if not (find_config(p) or p.suffix.lower() == ".gguf"):
+        return None
+    try:
+        return card(p)
+    except InputError:
+        return None
+
+
+def _config_only(model: Any) -> bool:
+    from pathlib import Path
+
+    p = Path(model)
+    if p.name == "config.json":
+        return True
+    weights = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+    return p.is_dir() and not any(f.suffix in weights and not f.name.startswith("adapter_") for f in p.iterdir())

@@ -114,10 +114,13 @@ class Description:
     details: pd.DataFrame
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    card: Any = None  # issue 4: ArchitectureCard from config.json / GGUF metadata, or None
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Description":
         df = pd.DataFrame.from_records(rows)
+        if df.empty:
+            return cls(details=df, **kwargs)
         for col in ("layer", "expert", "M", "N", "rf", "num_evals"):
             if col in df:
                 df[col] = df[col].astype("Int64")
@@ -135,12 +138,13 @@ class Description:
 
     def to_text(self, max_rows: int = 1000) -> str:
         df = self.details
+        head = [self.card.to_text(), ""] if self.card is not None else []
         if df.empty:
-            return f"{self.source}: no tensors"
+            return "\n".join(head + [f"{self.source}: no weights (config only)" if head else f"{self.source}: no tensors"])
         cols = ["layer_id", "name", "role", "layer", "expert", "shape", "N", "M", "Q", "num_evals", "dtype"]
         shown = df[df["analyzed"]][cols]
         table = shown.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
         n_an = int(df["analyzed"].sum())
-        lines = [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
+        lines = head + [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
         lines += [f"  skipped {n}: {r}" for r, n in sorted(self.skip_counts.items())]
         return "\n".join(lines)

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    # issue 4: LLM workflows
+    a.add_argument("--base", help="base model: analyze W - W_base (or, with --peft, show each base layer's alpha)")
+    a.add_argument("--peft", action="store_true", help="PATH is a PEFT LoRA adapter directory")
+    a.add_argument("--html", help="also write a self-contained HTML report to this file")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
@@ -61,10 +65,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
-    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args))
+    report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
+                     progress=not args.quiet, **_options(args))
     print(report.to_text())
     if args.out:
         print(f"wrote {report.save(args.out)}")
+    if args.html:  # issue 4
+        from .htmlreport import write_html
+
+        print(f"wrote {write_html(report, args.html, model=args.path)}")
     return 0
 
 

@@ -45,6 +45,8 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
+            adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -58,6 +60,8 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    # issue 4: LLM workflows
+    peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +75,8 @@ class AnalysisConfig:
         _check_int("seed", self.seed, minimum=0)
         _check_literal("conv2d", self.conv2d, Conv2dMode)
         _check_literal("device", self.device, Device)
+        if not isinstance(self.peft, bool):  # issue 4
+            raise ConfigError(f"Expected argument `peft` to be a bool, but got {self.peft!r}")
         for name in ("evals_thresh", "tolerance"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:

@@ -48,7 +48,7 @@ document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:20px} h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 td.t,th.t{text-align:left} th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
 th.asc::after{content:' \\25B2'} th.desc::after{content:' \\25BC'}
 tr.under-trained td{background:#fff4e0} tr.over-trained td{background:#fde8e8} tr.failed td{color:#999}
@@ -71,7 +71,11 @@ def _fmt(v: Any) -> tuple[str, str | None]:
 
 def table_html(df: pd.DataFrame, columns: Iterable[str], table_id: str, row_class: str | None = None) -> str:
     cols = [c for c in columns if c in df.columns]
-    head = "".join(f'<th class="{"t" if df[c].dtype == object else ""}">{html.escape(c)}</th>' for c in cols)
+    def is_text(c: str) -> bool:
+        first = df[c].dropna()
+        return bool(len(first)) and isinstance(first.iloc[0], str)
+
+    head = "".join(f'<th class="{"t" if is_text(c) else ""}">{html.escape(c)}</th>' for c in cols)
     rows = []
     for _, r in df.iterrows():
         cells = []

@@ -80,3 +80,24 @@ def test_cli_prints_expert_summary(tiny_mixtral_fused_dir, capsys):
     out = capsys.readouterr().out
     assert "most trained = smallest alpha" in out
     assert "routers: layer 0 4x64 skipped" in out
+
+
+def test_gguf_experts_and_card(tiny_mixtral_fused_dir, reports, tmp_path):
+    """The same tiny Mixtral written as GGUF (stacked ffn_*_exps): same per-expert alphas, same card."""
+    from transformers import MixtralForCausalLM
+
+    from test_gguf_hf import write_gguf
+
+    path = write_gguf(tmp_path / "mixtral.gguf", MixtralForCausalLM.from_pretrained(tiny_mixtral_fused_dir))
+    rep = tailscope.analyze(path, progress=False)
+    ex = rep.details[rep.details["expert"].notna()]
+    assert len(ex) == 2 * 4 * 3
+    ours = {(int(r.layer), r.role, int(r.expert)): r.alpha for r in ex.itertuples()}
+    ref = reports["fused"].details
+    ref = {(int(r.layer), r.role, int(r.expert)): r.alpha for r in ref[ref["expert"].notna()].itertuples()}
+    assert ours.keys() == ref.keys()
+    np.testing.assert_allclose([ours[k] for k in ref], [ref[k] for k in ref], rtol=1e-6)
+    assert len(rep.experts) == 6 and set(rep.experts["router_shape"]) == {"4x64"}
+    card, hf = tailscope.card(path), tailscope.card(tiny_mixtral_fused_dir)
+    assert (card.n_experts, card.experts_per_token) == (4, 2)
+    assert (card.params_total, card.params_active) == (hf.params_total, hf.params_active)

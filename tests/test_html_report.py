@@ -91,6 +91,7 @@ def test_compare_html(tiny_mistral_dir, tiny_mixtral_dir, tmp_path):
     assert main(["compare", str(tiny_mistral_dir), str(tiny_mixtral_dir), "--html", str(out), "--quiet"]) == 0
     text = out.read_text()
     assert text.count("data:image/png;base64,") == 2 and 'id="matched"' in text
+    assert 'id="cards"' in text and "mixtral (MixtralForCausalLM)" in text
 
 
 def test_analyze_html_flag(tiny_mistral_dir, tmp_path):

@@ -173,6 +173,15 @@ def compare_html(comp: Any) -> str:
         files = comp.save_plots(tmp)
         parts += ["<h2>Plots</h2>"] + [_img(f, f.stem) for f in files]
     comp.plot_files = []
+    from .pipeline import model_card
+
+    cards = {lab: model_card(rep.source) for lab, rep in zip(comp.labels, comp.reports)}
+    cards = {lab: c for lab, c in cards.items() if c is not None}
+    if cards:
+        by_lab = {lab: dict(c.to_lines()) for lab, c in cards.items()}
+        keys = list(dict.fromkeys(k for d in by_lab.values() for k in d))
+        rows = pd.DataFrame({"": keys, **{lab: [d.get(k, "") for k in keys] for lab, d in by_lab.items()}})
+        parts += ["<h2>Architecture</h2>", table_html(rows, rows.columns, "cards")]
     for lab, rep in zip(comp.labels, comp.reports):
         parts += [f"<h3>Warnings: {html.escape(lab)}</h3>", _warnings(rep.details)]
     m = comp.matched

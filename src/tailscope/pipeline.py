@@ -166,7 +166,7 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
     arch = model_card(model)
     if arch is not None and _config_only(model):  # size a model before downloading its weights
         return Description.from_rows([], source=str(model), card=arch)
-    source = open_source(model)
+    source = open_peft(model) if cfg.peft else open_source(model)
     rows = []
     for ref in source.refs():
         row = base_columns(ref, cfg)

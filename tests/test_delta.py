@@ -103,3 +103,32 @@ def test_cli_base(pair, capsys):
     assert main(["analyze", str(ft), "--base", str(base), "--quiet", "--layers", "mlp_down"]) == 0
     out = capsys.readouterr().out
     assert "model.layers.0.mlp.down_proj" in out
+
+
+def test_at_most_two_pairs_alive(pair, monkeypatch):
+    """Streaming: during a whole delta analysis at most two pairs of tensors (the one being
+    analyzed and the one read ahead) are alive at any time, however many matrices there are."""
+    import weakref
+
+    from tailscope.sources import safetensors_reader
+
+    stats = {"loads": 0, "max": 0, "alive": 0}
+
+    def release():
+        stats["alive"] -= 1
+    original = safetensors_reader.SafetensorsLoader.__call__
+
+    def tracked(self):
+        out = original(self)
+        stats["loads"] += 1
+        stats["alive"] += 1
+        weakref.finalize(out, release)
+        stats["max"] = max(stats["max"], stats["alive"])
+        return out
+
+    monkeypatch.setattr(safetensors_reader.SafetensorsLoader, "__call__", tracked)
+    ft, base = pair
+    rep = tailscope.analyze(ft, base=base, progress=False)
+    assert len(rep.details) >= 15
+    assert stats["loads"] == 2 * len(rep.details)
+    assert stats["max"] <= 4

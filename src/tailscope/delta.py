@@ -28,8 +28,8 @@ def _listing(items: list[str]) -> str:
 
 def _delta_loader(ft: MatrixRef, base: MatrixRef) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        w = np.asarray(ft.load(), dtype=np.float64)
-        w -= np.asarray(base.load(), dtype=np.float64)
+        w = np.array(ft.load(), dtype=np.float64)
+        w -= base.load()  # cast in the ufunc's buffers: no float64 copy of the base tensor
         return w
 
     return load

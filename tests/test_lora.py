@@ -96,9 +96,11 @@ def test_bin_adapter_and_rslora(tiny_mistral_dir, tmp_path):
         assert df.loc[f"{module}.lora_BA", "lambda_max"] == pytest.approx(np.linalg.norm(w, 2) ** 2, rel=1e-5)
 
 
-def test_errors_and_cli(adapter, tmp_path, capsys):
+def test_errors_and_cli(adapter, tmp_path, capsys, tiny_mistral_dir):
     path, _ = adapter
     with pytest.raises(InputError, match="no adapter_config.json"):
         tailscope.analyze(tmp_path, peft=True)
     assert main(["analyze", str(path), "--peft", "--quiet"]) == 0
     assert "model.layers.1.mlp.down_proj.lora_BA" in capsys.readouterr().out
+    assert main(["analyze", str(path), "--peft", "--base", str(tiny_mistral_dir), "--quiet"]) == 0
+    assert "base_alpha" in capsys.readouterr().out

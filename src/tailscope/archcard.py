@@ -193,7 +193,8 @@ def _gguf_config(path: Path) -> dict[str, Any]:
         "vocab_size": int(emb.shape[0]) if emb is not None else None,
         "num_local_experts": key("expert_count") or None, "num_experts_per_tok": key("expert_used_count"),
         "sliding_window": key("attention.sliding_window"),
-        "tie_word_embeddings": "output.weight" not in by_name, "torch_dtype": "float16",
+        "tie_word_embeddings": "output.weight" not in by_name,
+        "torch_dtype": "float16",  # llama.cpp keeps its KV cache in f16 by default
     }
     return cfg
 

@@ -14,7 +14,7 @@ from ..metrics import COLUMNS
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
-TERMINAL_COLUMNS = ("layer_id", "name", "role", "layer", "shape", "alpha", "D", "xmin", "num_pl_spikes", "lambda_max", "warning")
+TERMINAL_COLUMNS = ("layer_id", "name", "role", "layer", "shape", "alpha", "base_alpha", "D", "xmin", "num_pl_spikes", "lambda_max", "warning")
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:

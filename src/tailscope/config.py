@@ -45,6 +45,8 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
+            W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
         peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
             adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
     """
@@ -60,6 +62,7 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    inverse: bool = False
     # issue 4: LLM workflows
     peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from .config import AnalysisConfig
+from .errors import ConfigError
 from .fit.powerlaw import fit_power_law
 from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
-from .spectrum import NumericalError, compute_spectrum
+from .spectrum import NumericalError, compute_spectrum, inverted
 from .executors import run_serial
 from .transforms import to_matrices
 from .lowrank import lowrank_spectrum
@@ -81,6 +82,8 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
             spec = compute_spectrum(mats, row["N"], device)
         if spec.evals[-1] <= 0:
             raise NumericalError("all eigenvalues are zero (the matrix is zero)")
+        if config.inverse:
+            spec = inverted(spec)
     except NumericalError as exc:
         row.update(has_esd=False, status="failed", reason=str(exc), warning="")
         return row
@@ -204,3 +207,28 @@ def _config_only(model: Any) -> bool:
         return True
     weights = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
     return p.is_dir() and not any(f.suffix in weights and not f.name.startswith("adapter_") for f in p.iterdir())
+
+
+def layer_eigenvalues(model: Any, layer: int | str, *, randomize: bool = False, seed: int = 0) -> np.ndarray:
+    """Ascending eigenvalues of W^T W for one matrix, chosen by layer_id or name.
+
+    With `randomize`, W's entries are shuffled first (seeded), the null model of `randomize=True`.
+
+    >>> import numpy as np
+    >>> layer_eigenvalues({"fc.weight": np.diag([1.0, 2.0, 3.0])}, "fc").tolist()
+    [1.0, 4.0, 9.0]
+    """
+    source = open_source(model)
+    refs = [r for r in source.refs() if layer in (r.layer_id, r.name, r.longname)]
+    if not refs:
+        raise ConfigError(f"{source.name}: no matrix with layer_id or name {layer!r}")
+    ref = refs[0]
+    geo = geometry(ref.kind, ref.shape, "slices")
+    if geo is None:
+        raise ConfigError(f"{source.name}: {ref.name} is not a matrix (shape {ref.shape})")
+    array = ref.load()
+    if randomize:
+        rng = np.random.default_rng(seed)
+        array = rng.permutation(np.asarray(array).ravel()).reshape(np.shape(array))
+    mats = to_matrices(array, ref.kind, "slices", True)
+    return compute_spectrum(mats, geo.N).evals

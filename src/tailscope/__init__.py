@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "describe"]
+__all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "card", "compare", "describe"]
 
 _LAZY = {
     "analyze": ("tailscope.pipeline", "analyze"),
     "describe": ("tailscope.pipeline", "describe"),
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
+    "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
+    "compare": ("tailscope.compare", "compare"),
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import TailscopeError
+from .errors import ConfigError, TailscopeError
 
 EXIT_USAGE = 2
 
@@ -45,10 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     _diagnostic_flags(a)
+    # issue 4: LLM workflows
+    a.add_argument("--base", help="base model: analyze W - W_base (or, with --peft, show each base layer's alpha)")
+    a.add_argument("--peft", action="store_true", help="PATH is a PEFT LoRA adapter directory")
+    a.add_argument("--html", help="also write a self-contained HTML report to this file")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
     d.set_defaults(run=_run_describe)
+    # issue 4: compare and report
+    c = sub.add_parser("compare", help="summary metrics side by side and alpha-vs-alpha plots of two or more models")
+    c.add_argument("paths", nargs="+", help="two or more models")
+    c.add_argument("--names", type=lambda t: [s.strip() for s in t.split(",")], help="comma-separated labels")
+    c.add_argument("--layers", type=_layers, default=(), help="as for analyze")
+    c.add_argument("--plots", help="directory for alpha_scatter.png and alpha_hist.png")
+    c.add_argument("--html", help="write a self-contained HTML comparison report")
+    c.add_argument("--out", "-o", help="write the name-matched alphas (.csv, .json or .parquet)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--debug", action="store_true", help="show tracebacks")
+    c.set_defaults(run=_run_compare)
+    r = sub.add_parser("report", help="analyze and write one self-contained HTML report")
+    r.add_argument("path", help="model to analyze")
+    r.add_argument("--output", "-o", default="report.html", help="HTML file to write (default report.html)")
+    r.add_argument("--base", help="as for analyze")
+    r.add_argument("--peft", action="store_true", help="as for analyze")
+    r.add_argument("--layers", type=_layers, default=(), help="as for analyze")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    r.set_defaults(run=_run_report)
     from .probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
 
     add_probe_parser(sub)
@@ -82,11 +106,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
-    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args),
-                     **_diagnostic_options(args))
+    report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
+                     progress=not args.quiet, **_options(args), **_diagnostic_options(args))
     print(report.to_text())
     if args.out:
         print(f"wrote {report.save(args.out)}")
+    if args.html:  # issue 4
+        from .htmlreport import write_html
+
+        print(f"wrote {write_html(report, args.html, model=args.path)}")
     return 0
 
 
@@ -97,6 +125,32 @@ def _run_describe(args: argparse.Namespace) -> int:
     print(desc.to_text())
     if args.out:
         print(f"wrote {desc.save(args.out)}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:  # issue 4
+    from .compare import compare
+    from .report.table import write_table
+
+    if len(args.paths) < 2:
+        raise ConfigError("`tailscope compare` needs at least two models")
+    comp = compare(*args.paths, names=args.names, plots=args.plots, layers=args.layers, progress=not args.quiet)
+    print(comp.to_text())
+    if args.out:
+        print(f"wrote {write_table(comp.matched, args.out)}")
+    if args.html:
+        from .htmlreport import write_compare_html
+
+        print(f"wrote {write_compare_html(comp, args.html)}")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:  # issue 4
+    from .htmlreport import write_html
+    from .pipeline import analyze
+
+    report = analyze(args.path, base=args.base, peft=args.peft, layers=args.layers, progress=not args.quiet)
+    print(f"wrote {write_html(report, args.output, model=args.path)}")
     return 0
 
 

@@ -62,6 +62,8 @@ class AnalysisConfig:
         dragon_kings: add dk_pvalue, dk_count (see `tailscope.fit.dragon`).
         bootstrap: number of bootstrap resamples for alpha_lo, alpha_hi (0 = off).
         confidence: level of the bootstrap interval; 1 - confidence is the Dragon-King test level.
+        peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
+            adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -86,6 +88,8 @@ class AnalysisConfig:
     dragon_kings: bool = False
     bootstrap: int = 0
     confidence: float = 0.95
+    # issue 4: LLM workflows
+    peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +103,8 @@ class AnalysisConfig:
         _check_int("seed", self.seed, minimum=0)
         _check_literal("conv2d", self.conv2d, Conv2dMode)
         _check_literal("device", self.device, Device)
+        if not isinstance(self.peft, bool):  # issue 4
+            raise ConfigError(f"Expected argument `peft` to be a bool, but got {self.peft!r}")
         for name in ("evals_thresh", "tolerance"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:

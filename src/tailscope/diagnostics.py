@@ -130,7 +130,7 @@ def optional_columns(mats: list[np.ndarray], spec: Spectrum, fit: PowerLawFit, r
         cols.update(detx_columns(spec.evals, fit))
     if config.mp_fit:
         cols.update(mp_columns(spec.evals, int(row["N"]), int(row["M"])))
-    if config.randomize:
+    if config.randomize and mats:
         cols.update(randomize_columns(mats, spec, (config.seed, int(row["layer_id"])), device))
     cols.update(tail_columns(spec.evals, fit, config))
     return cols

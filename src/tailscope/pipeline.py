@@ -19,6 +19,8 @@ from .sources import MatrixRef, Source, geometry, open_source
 from .spectrum import NumericalError, compute_spectrum, inverted
 from .executors import run_serial
 from .transforms import to_matrices
+from .lowrank import lowrank_spectrum
+from .sources.peft_reader import KIND_LOWRANK
 
 
 def make_config(config: AnalysisConfig | None, options: dict[str, Any]) -> AnalysisConfig:
@@ -73,8 +75,12 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     """One details row. Numerical trouble gives a 'failed' row with a reason, never an exception."""
     row = base_columns(ref, config)
     try:
-        mats = to_matrices(array, ref.kind, config.conv2d, config.conv2d_norm)
-        spec = compute_spectrum(mats, row["N"], device)
+        if ref.kind == KIND_LOWRANK:  # issue 4: LoRA update from its factors, never dense
+            mats = []  # so no randomize columns: shuffling would need the dense update
+            spec = lowrank_spectrum(array.a, array.b, array.scale, row["N"], row["M"])
+        else:
+            mats = to_matrices(array, ref.kind, config.conv2d, config.conv2d_norm)
+            spec = compute_spectrum(mats, row["N"], device)
         if spec.evals[-1] <= 0:
             raise NumericalError("all eigenvalues are zero (the matrix is zero)")
         if config.inverse:
@@ -88,13 +94,16 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     return row
 
 
-def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:
+def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = None, **options: Any) -> Report:
     """Per-matrix spectral diagnostics of a model, one row per weight matrix.
 
     Args:
         model: a path (safetensors file or directory, sharded index, GGUF, .bin/.pt state dict),
             an ``nn.Module`` or a state dict.
         config: an `AnalysisConfig`; keyword options override its fields.
+        base: a base model (anything `model` can be). Without ``peft``: analyze W - W_base for
+            every matrix of both (a fine-tune's delta), streamed pair by pair. With ``peft``:
+            analyze the adapter and add each adapted base layer's alpha as ``base_alpha``.
 
     Returns:
         A `Report` whose ``details`` DataFrame carries weightwatcher's columns.
@@ -111,10 +120,39 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
     from .spectrum_torch import resolve_device
 
     device = resolve_device(cfg.device)
-    source = open_source(model)
+    source = open_peft(model) if cfg.peft else open_source(model)
     selected, skipped = plan(source, cfg)
+    if base is not None and not cfg.peft:  # issue 4: fine-tune delta
+        from .delta import delta_refs, open_base
+
+        selected = delta_refs(source, open_base(base), selected, cfg, lambda r: skip_reason(r, cfg) is None)
     rows = list(run_serial(selected, cfg, device))
-    return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
+    if base is not None and cfg.peft:
+        add_base_alpha(rows, base, cfg, device)
+    return Report.from_rows(rows, source=source.name + (f" - {base}" if base is not None and not cfg.peft else ""),
+                            config=cfg, skipped=skipped)
+
+
+def open_peft(model: Any) -> Source:
+    """A PEFT adapter directory as a Source of low-rank refs (issue 4)."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .sources.peft_reader import peft_refs
+
+    if not isinstance(model, (str, Path)) or not Path(model).is_dir():
+        raise InputError(str(model)[:80], "`peft=True` needs an adapter directory (adapter_config.json + adapter_model.*)")
+    refs, cfg = peft_refs(Path(model))
+    return Source(str(model), lambda: iter(refs), "peft", Path(model), cfg)
+
+
+def add_base_alpha(rows: list[dict[str, Any]], base: Any, cfg: AnalysisConfig, device: str) -> None:
+    """Set ``base_alpha`` on each lora_BA row: the alpha of the base layer it adapts (NaN if none)."""
+    wanted = {r["name"].removesuffix(".lora_BA"): r for r in rows}
+    refs = [ref for ref in open_source(base).refs() if ref.name in wanted and skip_reason(ref, cfg.replace(layers=())) is None]
+    found = {row["name"]: row for row in run_serial(refs, cfg.replace(layers=()), device)}
+    for name, row in wanted.items():
+        row["base_alpha"] = found[name]["alpha"] if name in found and "alpha" in found[name] else float("nan")
 
 
 def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Description:
@@ -131,14 +169,47 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         {'not a matrix (1-D)': 1}
     """
     cfg = make_config(config, options)
-    source = open_source(model)
+    arch = model_card(model)
+    if arch is not None and _config_only(model):  # size a model before downloading its weights
+        return Description.from_rows([], source=str(model), card=arch)
+    source = open_peft(model) if cfg.peft else open_source(model)
     rows = []
     for ref in source.refs():
         row = base_columns(ref, cfg)
         reason = skip_reason(ref, cfg)
         row.update(analyzed=reason is None, skip_reason=reason or "")
         rows.append(row)
-    return Description.from_rows(rows, source=source.name, metadata=source.metadata)
+    if arch is not None:
+        arch = arch.with_weights(sum(int(np.prod(r.shape)) for r in source.refs() if not r.skip_reason or "non-float" not in r.skip_reason))
+    return Description.from_rows(rows, source=source.name, metadata=source.metadata, card=arch)
+
+
+def model_card(model: Any) -> Any:
+    """The architecture card of a path with a config.json or GGUF metadata, else None (issue 4)."""
+    from pathlib import Path
+
+    from .archcard import card, find_config
+    from .errors import InputError
+
+    if not isinstance(model, (str, Path)):
+        return None
+    p = Path(model)
+    if not (find_config(p) or p.suffix.lower() == ".gguf"):
+        return None
+    try:
+        return card(p)
+    except InputError:
+        return None
+
+
+def _config_only(model: Any) -> bool:
+    from pathlib import Path
+
+    p = Path(model)
+    if p.name == "config.json":
+        return True
+    weights = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+    return p.is_dir() and not any(f.suffix in weights and not f.name.startswith("adapter_") for f in p.iterdir())
 
 
 def layer_eigenvalues(model: Any, layer: int | str, *, randomize: bool = False, seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
 TERMINAL_COLUMNS = (
-    "layer_id", "name", "role", "layer", "shape", "alpha", "D", "xmin", "num_pl_spikes", "lambda_max",
+    "layer_id", "name", "role", "layer", "shape", "alpha", "base_alpha", "D", "xmin", "num_pl_spikes", "lambda_max",
     # issue 3: shown when their option is on
     "raw_alpha", "num_fingers", "alpha_lo", "alpha_hi", "dk_pvalue", "detX_num", "num_spikes",
     "rand_distance", "num_traps", "tpl_alpha", "p_pl_tpl", "warning",
@@ -79,6 +79,13 @@ class Report:
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(_reason_group(r) for _, r in self.skipped))
 
+    @property
+    def experts(self) -> pd.DataFrame:
+        """Mixture-of-experts summary per (layer, role); empty for a dense model (issue 4)."""
+        from .experts import expert_summary
+
+        return expert_summary(self.details, self.skipped)
+
     def save(self, path: str | Path) -> Path:
         """Write the full details table (.csv, .json or .parquet)."""
         return write_table(self.details, path)
@@ -91,6 +98,11 @@ class Report:
         lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
         if self.skipped:
             lines.append("  skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items())))
+        experts = self.experts  # issue 4: mixture-of-experts summary
+        if not experts.empty:
+            from .experts import experts_text
+
+            lines += ["", experts_text(experts)]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -109,10 +121,13 @@ class Description:
     details: pd.DataFrame
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    card: Any = None  # issue 4: ArchitectureCard from config.json / GGUF metadata, or None
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Description":
         df = pd.DataFrame.from_records(rows)
+        if df.empty:
+            return cls(details=df, **kwargs)
         for col in ("layer", "expert", "M", "N", "rf", "num_evals"):
             if col in df:
                 df[col] = df[col].astype("Int64")
@@ -130,12 +145,13 @@ class Description:
 
     def to_text(self, max_rows: int = 1000) -> str:
         df = self.details
+        head = [self.card.to_text(), ""] if self.card is not None else []
         if df.empty:
-            return f"{self.source}: no tensors"
+            return "\n".join(head + [f"{self.source}: no weights (config only)" if head else f"{self.source}: no tensors"])
         cols = ["layer_id", "name", "role", "layer", "expert", "shape", "N", "M", "Q", "num_evals", "dtype"]
         shown = df[df["analyzed"]][cols]
         table = shown.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
         n_an = int(df["analyzed"].sum())
-        lines = [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
+        lines = head + [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
         lines += [f"  skipped {n}: {r}" for r, n in sorted(self.skip_counts.items())]
         return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Fine-tune deltas: analyze W - W_base for every matrix present in both models.
+
+Pairs are matched by matrix name (expert slices included) and streamed: each pair's loader
+reads one tensor from each source and subtracts, so at most one pair (plus the read-ahead) is in
+memory, never either model. Any name present on one side only, or a shape that differs, is an
+error listing a few of them and the count: silently analyzing a subset would hide that the two
+checkpoints are not what the user thinks. `layers=` narrows both sides before matching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import AnalysisConfig
+from .errors import InputError
+from .sources import MatrixRef, Source
+
+SHOWN = 5
+
+
+def _listing(items: list[str]) -> str:
+    more = f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _delta_loader(ft: MatrixRef, base: MatrixRef) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        w = np.array(ft.load(), dtype=np.float64)
+        w -= base.load()  # cast in the ufunc's buffers: no float64 copy of the base tensor
+        return w
+
+    return load
+
+
+def check_pairs(ft_names: dict[str, MatrixRef], base_names: dict[str, MatrixRef], ft: str, base: str) -> None:
+    """Raise one InputError naming every kind of mismatch (a few names each, and their counts)."""
+    only_ft = [n for n in ft_names if n not in base_names]
+    only_base = [n for n in base_names if n not in ft_names]
+    shapes = [f"{n} {ft_names[n].shape} vs {base_names[n].shape}" for n in ft_names
+              if n in base_names and ft_names[n].shape != base_names[n].shape]
+    problems = []
+    if only_ft:
+        problems.append(f"{len(only_ft)} matrices only in the model: {_listing(only_ft)}")
+    if only_base:
+        problems.append(f"{len(only_base)} only in the base: {_listing(only_base)}")
+    if shapes:
+        problems.append(f"{len(shapes)} with different shapes: {_listing(shapes)}")
+    if problems:
+        raise InputError(ft, f"does not match base {base}: " + "; ".join(problems)
+                         + " (narrow both with `layers=`, e.g. layers='-embed')")
+
+
+def delta_refs(source: Source, base: Source, selected: list[MatrixRef], config: AnalysisConfig,
+               keep: Callable[[MatrixRef], bool]) -> list[MatrixRef]:
+    """The selected refs of `source`, each loading W - W_base of its base counterpart."""
+    base_refs = {r.name: r for r in base.refs() if keep(r)}
+    ft_refs = {r.name: r for r in selected}
+    check_pairs(ft_refs, base_refs, source.name, base.name)
+    return [dataclasses.replace(r, loader=_delta_loader(r, base_refs[r.name])) for r in selected]
+
+
+def open_base(base: Any) -> Source:
+    from .sources import open_source
+
+    return open_source(base)

@@ -28,7 +28,8 @@ class ProjectionConfig:
         tail: which eigenvalues form the tail that is projected: ``"pl"`` the power-law tail
             (eigenvalues >= the fitted xmin, num_pl_spikes of them), ``"detx"`` the TRACE-LOG
             (detX) tail, ``"midpoint"`` (default) the rounded mean of the two sizes, as in the
-            WW-PGD paper.
+            WW-PGD paper. The size is then moved to the nearest one for which the target is
+            realizable (`tailscope.train.projection.tail_window`).
         tracelog_target: target of sum(log lambda_i) over the tail, with eigenvalues normalized so
             that their mean over the layer is 1 (SETOL's condition is 0).
         eta: step of the tail's *shape* toward the target quantiles, in (0, 1]; every tail
@@ -40,8 +41,6 @@ class ProjectionConfig:
             many epochs (0 = full step at once).
         min_tail: layers whose tail has fewer eigenvalues are left untouched.
         min_evals: layers with fewer eigenvalues (min(out, in)) are left untouched.
-        max_tail_mass: a tail whose target would hold more than this fraction of the layer's
-            normalized spectral mass is shortened until it holds no more (see `projection`).
         alpha_tolerance: layers whose fitted alpha is within this of `target_alpha` get no shape
             step (only the trace-log retraction). 0 = always step.
         moments: what happens to the optimizer state of a projected weight. ``"rescale"``
@@ -70,7 +69,6 @@ class ProjectionConfig:
     ramp_epochs: int = 0
     min_tail: int = 5
     min_evals: int = 20
-    max_tail_mass: float = 0.8
     alpha_tolerance: float = 0.0
     moments: MomentsPolicy = "rescale"
     preserve: Preserve = "norm"
@@ -84,7 +82,6 @@ class ProjectionConfig:
         _check_float("tracelog_target", self.tracelog_target)
         _check_float("eta", self.eta, low=0.0, high=1.0, low_open=True)
         _check_float("tracelog_step", self.tracelog_step, low=0.0, high=1.0)
-        _check_float("max_tail_mass", self.max_tail_mass, low=0.0, high=1.0, low_open=True)
         _check_float("alpha_tolerance", self.alpha_tolerance, low=0.0)
         _check_float("evals_thresh", self.evals_thresh, low=0.0)
         for name, minimum in (("warmup_epochs", 0), ("ramp_epochs", 0), ("min_tail", 2),

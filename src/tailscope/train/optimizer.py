@@ -21,7 +21,7 @@ import torch
 from ..errors import ConfigError
 from .config import ProjectionConfig
 from .layers import TrainLayer, select_layers
-from .projection import capped_tail, choose_tail, project_tail
+from .projection import choose_tail, nearest_in_window, project_tail, tail_window
 
 FIRST_MOMENTS = ("exp_avg", "momentum_buffer")
 
@@ -39,7 +39,7 @@ class LayerProjection:
     xmin: float = float("nan")
     num_pl_spikes: int = 0
     detx_num: int = 0
-    tail: int = 0  # eigenvalues projected (after the mass cap)
+    tail: int = 0  # eigenvalues projected (the chosen size moved into the realizable window)
     tail_chosen: int = 0  # tail size the `tail` option chose (before the cap)
     eta: float = 0.0
     tracelog_before: float = float("nan")  # normalized trace-log of the projected tail
@@ -208,8 +208,10 @@ def project_layer(layer: TrainLayer, config: ProjectionConfig, eta: float) -> tu
     tail = choose_tail(evals, config.tail, config.evals_thresh)
     fitted = dict(alpha=tail.fit.alpha, xmin=tail.fit.xmin, num_pl_spikes=tail.fit.n_tail if tail.fit.ok else 0,
                   detx_num=tail.detx_num, tail_chosen=tail.k, svd_seconds=svd_seconds)
-    k = capped_tail(tail.k, evals.size, config.target_alpha, config.tracelog_target, config.max_tail_mass)
-    reason = _skip_reason(tail, k, evals, config)
+    window = tail_window(evals, config.target_alpha, config.tracelog_target)
+    k = nearest_in_window(tail.k, window)
+    reason = _skip_reason(tail, k, evals, config) if window.size else (
+        f"no tail size realizes alpha={config.target_alpha:g} with trace-log {config.tracelog_target:g}")
     if reason:
         return LayerProjection(**base, **fitted, status="skipped", reason=reason,
                                seconds=time.perf_counter() - start), None

@@ -22,16 +22,24 @@ needs sum_r w_r d_r = c * sum_r d_r. With A = sum of the positive d_r, B = sum o
 * A >= B:  w = eta on the shrinking side, w = (c (A - B) + eta B) / A on the growing side;
 * A <  B:  w = eta on the growing side,   w = (eta A - c (A - B)) / B on the shrinking side,
 
-both in [eta, 1] for c in [eta, 1]. This is the retraction: it is exact (with tracelog_step = 1
+both in [eta, 1] for c in [eta, 1]. If that step would leave the bulk less than half the mass it
+has at the target, all w are moved toward 1 together (w + t (1 - w), smallest such t), which keeps
+every guarantee and only closes more of the gap. This is the retraction: it is exact (with tracelog_step = 1
 the normalized trace-log equals T to rounding) and, unlike a uniform rescaling of the tail, it
 never moves an eigenvalue away from its target.
 
 Realizing the new normalized tail exp(y'_r) as raw eigenvalues: the normalized eigenvalues sum
 to M, so the bulk keeps M - sum exp(y') of that mass (the projection is infeasible, and the layer
-left alone, when that is <= 0). An alpha* tail of k eigenvalues with trace-log T holds a mass
-that grows like k log(2k) / e, so a long fitted tail can ask for more than the whole spectrum
-(alpha* = 2, T = 0, k = 112 of M = 200 needs ~240): the tail is then shortened to the largest k
-whose target holds at most `max_tail_mass` * M (the stats report both sizes).
+left alone, when that is <= 0).
+
+Which tail sizes are realizable. The target's trace-log T = 0 puts the tail's geometric mean at
+the spectrum's mean, and an alpha* = 2 shape spans a factor ~2k, so the smallest target sits near
+1/e of the mean while the tail holds a mass f(k) ~ k log(2k) / e. For the projected directions to
+stay the tail, the bulk (scaled to the remaining mass M - f(k)) must lie below the smallest
+target; and f(k) < M. Together these admit a narrow window of k (about 0.4-0.45 M for alpha* = 2,
+T = 0, nearly independent of the bulk's shape): `tail_window` computes it exactly and the tail
+size chosen by the fit (power law, detX or their midpoint) is moved to the nearest k inside it.
+The stats report both sizes; a layer with an empty window is left alone.
 ``preserve="norm"`` keeps sum(lambda) = ||W||_F^2 and so nu:
 the raw tail is exp(y') / nu and the bulk is scaled by one factor; targets and monotonicity then
 hold in raw units too. ``preserve="bulk"`` keeps the bulk's raw eigenvalues and solves for the new
@@ -68,6 +76,7 @@ class TailStep:
     tracelog_before: float
     tracelog_after: float  # recomputed from `evals`
     bulk_scale: float  # factor applied to the bulk's raw eigenvalues
+    closed: float = 1.0  # fraction of the trace-log gap closed (>= max(eta, tracelog_step))
     status: str = "projected"
     reason: str = ""
 
@@ -104,21 +113,40 @@ def target_logs(k: int, alpha: float, tracelog_target: float) -> np.ndarray:
     return logq - logq.mean() + tracelog_target / k
 
 
-def target_mass(k: int, alpha: float, tracelog_target: float) -> float:
-    """Normalized spectral mass (sum of exp(y*)) that a k-point target tail holds."""
-    return float(np.exp(target_logs(k, alpha, tracelog_target)).sum())
+def tail_window(evals: np.ndarray, alpha: float, tracelog_target: float) -> np.ndarray:
+    """Every tail size k whose full target is realizable: mass-feasible and above the bulk.
+
+    For each k (vectorized over k): the target tail's normalized mass f(k) = sum exp(y*) must be
+    below M, and once the bulk is scaled to hold the remaining M - f(k), its largest eigenvalue
+    must not exceed the target tail's smallest, so that the projected directions stay the tail.
+    """
+    lam = np.sort(np.asarray(evals, dtype=np.float64))
+    m = lam.size
+    if m < 3:
+        return np.empty(0, dtype=int)
+    p = 1.0 / (alpha - 1.0)
+    k = np.arange(2, m, dtype=np.float64)
+    r = np.arange(1, m, dtype=np.float64)
+    sum_log = np.cumsum(np.log(r - 0.5))[1:]  # sum_{r<=k} log(r - 1/2)
+    sum_pow = np.cumsum((r - 0.5) ** -p)[1:]  # sum_{r<=k} (r - 1/2)^-p
+    mean_logq = p * (np.log(k) - sum_log / k)
+    level = tracelog_target / k - mean_logq
+    mass = np.exp(level + p * np.log(k)) * sum_pow
+    smallest = np.exp(level - p * np.log((k - 0.5) / k))
+    nu = m / lam.sum()
+    ki = k.astype(int)
+    bulk_sum = np.cumsum(lam)[m - ki - 1] * nu
+    bulk_max = lam[m - ki - 1] * nu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ordered = bulk_max * (m - mass) / bulk_sum <= smallest
+    return ki[(mass < m) & ordered & (bulk_sum > 0)]
 
 
-def capped_tail(k: int, m: int, alpha: float, tracelog_target: float, max_tail_mass: float) -> int:
-    """Largest k' <= k whose target tail holds at most `max_tail_mass` * M of the mass (M = m)."""
-    limit = max_tail_mass * m
-    if target_mass(k, alpha, tracelog_target) <= limit:
-        return k
-    lo, hi = 1, k  # the target mass grows with k: bisect for the last k that fits
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if target_mass(mid, alpha, tracelog_target) <= limit else (lo, mid)
-    return lo
+def nearest_in_window(k: int, window: np.ndarray) -> int:
+    """The realizable tail size closest to the chosen one (0 when none is realizable)."""
+    if window.size == 0:
+        return 0
+    return int(window[np.argmin(np.abs(window - k))])
 
 
 def step_weights(delta: np.ndarray, eta: float, closed: float) -> np.ndarray:
@@ -146,12 +174,14 @@ def project_tail(evals: np.ndarray, k: int, *, target_alpha: float = 2.0, tracel
     delta = ystar - y
     closed = max(eta, tracelog_step)
     w = step_weights(delta, eta, closed)
+    w = _keep_bulk_mass(y, delta, w, m, float(np.exp(ystar).sum()))
+    closed = float((w * delta).sum() / delta.sum()) if delta.sum() != 0 else closed
     ynew = y + w * delta
     tail_mass = float(np.exp(ynew).sum())
     before = float(y.sum())
     bulk = lam[: m - k]
     if tail_mass >= m or bulk.sum() <= 0:
-        return TailStep(lam.copy(), k, np.exp(ystar), w, before, before, 1.0, status="infeasible",
+        return TailStep(lam.copy(), k, np.exp(ystar), w, before, before, 1.0, closed, status="infeasible",
                         reason=f"a tail of {k} eigenvalues at alpha={target_alpha:g} with trace-log "
                                f"{tracelog_target:g} needs {tail_mass:.3g} of the layer's spectral mass {m}")
     if preserve == "norm":
@@ -163,4 +193,19 @@ def project_tail(evals: np.ndarray, k: int, *, target_alpha: float = 2.0, tracel
         bulk_scale = 1.0
     out = np.concatenate([bulk * bulk_scale, new_tail])
     after = float(np.sum(np.log(new_tail * (m / out.sum()))))
-    return TailStep(out, k, np.exp(ystar), w, before, after, float(bulk_scale))
+    return TailStep(out, k, np.exp(ystar), w, before, after, float(bulk_scale), closed)
+
+
+def _keep_bulk_mass(y: np.ndarray, delta: np.ndarray, w: np.ndarray, m: int, target_mass: float) -> np.ndarray:
+    """Lengthen the step (w -> w + t (1 - w)) until the bulk keeps at least half the mass it has at
+    the target. Every w stays in [eta, 1] and the closed trace-log fraction only grows, so the
+    guarantees hold; at t = 1 the step is the (realizable) target itself."""
+    limit = (m + target_mass) / 2
+    mass = lambda t: float(np.exp(y + (w + t * (1 - w)) * delta).sum())  # noqa: E731
+    if mass(0.0) <= limit:
+        return w
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if mass(mid) <= limit else (mid, hi)
+    return w + hi * (1 - w)

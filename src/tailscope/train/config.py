@@ -11,7 +11,7 @@ from ..config import AnalysisConfig, LayerSelector
 from ..errors import ConfigError
 
 TailChoice = Literal["midpoint", "pl", "detx"]
-MomentsPolicy = Literal["rescale", "reset", "keep"]
+MomentsPolicy = Literal["reset", "rescale", "keep"]
 Preserve = Literal["norm", "bulk"]
 
 
@@ -43,17 +43,23 @@ class ProjectionConfig:
         min_evals: layers with fewer eigenvalues (min(out, in)) are left untouched.
         alpha_tolerance: layers whose fitted alpha is within this of `target_alpha` get no shape
             step (only the trace-log retraction). 0 = always step.
-        moments: what happens to the optimizer state of a projected weight. ``"rescale"``
-            (default): the first moment (Adam's exp_avg, SGD's momentum_buffer) is expressed in the
-            layer's singular basis and each component scaled by the factor its singular value was
-            scaled by (the basis itself does not change), so momentum keeps pushing the new
-            weight as it pushed the old one; second moments are per-entry curvature estimates and
-            are kept. ``"reset"``: the weight's whole state (moments and step count) is cleared,
-            so Adam restarts with bias correction. ``"keep"``: nothing is touched (stale moments).
+        moments: what happens to the optimizer state of a projected weight. ``"reset"``
+            (default): the weight's moments and step count are zeroed, so Adam restarts with its
+            bias correction from the projected point. ``"rescale"``: the first moment (Adam's
+            exp_avg, SGD's momentum_buffer) is expressed in the layer's singular basis (which the
+            projection keeps) and each component is scaled by the factor its singular value was
+            scaled by; second moments, per-entry curvature estimates, are kept. ``"keep"``: nothing
+            is touched (the moments stay those of the old weight). Why reset: on the digits MLP
+            (examples/pgd_digits.py, AdamW, 35 epochs, eta=tracelog_step=0.2, 2 paired seeds) the
+            test accuracy was 98.9 (reset), 98.3 (keep) and 97.8 (rescale) against 98.9 without
+            projection: momentum accumulated for the old spectrum pushes against the projection,
+            and scaling it with singular values that grew several-fold makes that worse.
         preserve: ``"norm"`` (default) rescales the bulk by one common factor so that
             ||W||_F (the sum of all eigenvalues) is unchanged and the tail's guarantees hold in
             raw and in normalized units; ``"bulk"`` keeps the bulk's raw eigenvalues, and the
-            guarantees hold in normalized units.
+            guarantees hold in normalized units. Beware: with ``"bulk"`` the tail must grow in raw
+            units to carry its target share of the mass, so ||W|| grows at every projection (the
+            digits MLP diverged to chance accuracy with it).
         every_steps: if > 0, `step()` also projects every this many optimizer steps (warm-up and
             ramp then count projection rounds instead of epochs).
         evals_thresh: eigenvalues at or below this are ignored by the power-law fit.
@@ -70,7 +76,7 @@ class ProjectionConfig:
     min_tail: int = 5
     min_evals: int = 20
     alpha_tolerance: float = 0.0
-    moments: MomentsPolicy = "rescale"
+    moments: MomentsPolicy = "reset"
     preserve: Preserve = "norm"
     every_steps: int = 0
     evals_thresh: float = 1e-5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,29 @@ import torch
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pgd_digits.py"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small SVDs and GEMMs: one thread each (on a shared CI box, BLAS thread pools that spin
+    against each other make a 0.4 s test take 20 s)."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def example():
     spec = importlib.util.spec_from_file_location("pgd_digits", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["pgd_digits"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 def test_wwpgd_moves_alphas_to_2_and_keeps_accuracy(example):
-    torch.set_num_threads(1)
     data = example.load_data(None)
     results = example.run_experiment(example.train_classifier, seeds=2, methods=("baseline", "wwpgd"),
                                      data=data, epochs=12)
@@ -39,7 +53,6 @@ def test_wwpgd_moves_alphas_to_2_and_keeps_accuracy(example):
 
 
 def test_char_transformer_runs_with_every_method(example):
-    torch.set_num_threads(1)
     for method in example.METHODS:
         run = example.train_char(method, seed=0, epochs=1, batch=16)
         assert math.isfinite(run.extra["bits_per_char"]) and 0 <= run.metric <= 100

@@ -5,6 +5,7 @@ and the closed-form properties of the map (monotone, exact trace-log)."""
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 
 import numpy as np
@@ -20,6 +21,19 @@ from tailscope.train import (
     layerwise_param_groups, load_mnist, log_projection, read_idx,
 )
 from tailscope.train.projection import nearest_in_window, project_tail, tail_window, target_logs
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small SVDs and GEMMs: one thread each (on a shared CI box, BLAS thread pools that spin
+    against each other make a 0.4 s test take 20 s)."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
 
 
 def heavy_spectrum(m: int, alpha: float, n_tail: int, seed: int) -> np.ndarray:
@@ -294,22 +308,42 @@ def test_alpha_lr_needs_layer_groups():
 
 # -- callbacks ---------------------------------------------------------------------------------
 
-def test_log_projection_and_trainer_callback():
-    from transformers import TrainerControl, TrainerState, TrainingArguments
-
+def test_log_projection_lines_and_records():
     model = _mlp()
     opt = SpectralProjection(model, torch.optim.SGD(model.parameters(), lr=0.1), min_evals=10)
     lines: list[str] = []
     recs = log_projection(opt.project(0), lines.append)
-    assert len(recs) == 3 and any("tracelog gap" in line for line in lines)
+    assert len(recs) == 3 and len(lines) == 4 and "tracelog gap" in lines[0]
     projected = [r for r in recs if r["status"] == "projected"]
     assert projected and all(abs(r["tracelog_gap_after"]) < 1e-9 for r in projected)
+    assert all(r["tracelog_gap_before"] == r["tracelog_before"] for r in projected)
 
+
+class _Classifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _mlp()
+
+    def forward(self, x, labels=None):  # noqa: ANN001, ANN201
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def test_trainer_callback_projects_at_epoch_ends(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    x, y = _digits_like()
+    rows = [{"x": a, "labels": b} for a, b in zip(x[:128], y[:128])]
+    model = _Classifier()
+    opt = SpectralProjection(model, torch.optim.AdamW(model.parameters(), lr=1e-3), min_evals=10)
     callback = SpectralProjectionCallback(opt)
-    state = TrainerState(epoch=1.0, global_step=10)
-    callback.on_epoch_end(TrainingArguments(output_dir="unused", report_to=[]), state, TrainerControl())
-    assert opt.rounds == 2 and callback.records[0]["epoch"] == 0
-    assert "wwpgd/mean_alpha" in state.log_history[-1]
+    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=32,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, optimizers=(opt, None), callbacks=[callback])
+    trainer.train()  # the Trainer builds its LR scheduler on the wrapper
+    assert opt.rounds == 2 and [r["epoch"] for r in callback.records if r["layer"] == "net.0"] == [0, 1]
+    logged = [h for h in trainer.state.log_history if "wwpgd/mean_alpha" in h]
+    assert len(logged) == 2 and all(math.isfinite(h["wwpgd/mean_alpha"]) for h in logged)
 
 
 # -- IDX files ---------------------------------------------------------------------------------

@@ -146,6 +146,21 @@ def test_projection_is_monotone_and_never_crosses(evals, frac, eta, tl_step, alp
         assert np.allclose(step.evals[: m - k], evals[: m - k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("alpha, target", [(2.0, 0.0), (3.0, 1.0), (1.5, -2.0)])
+def test_tail_window_matches_a_direct_check_of_every_k(alpha, target):
+    rng = np.random.default_rng(0)
+    for evals in (np.sort(rng.lognormal(0, 1.5, 100)), heavy_spectrum(128, 4.0, 30, 1)):
+        m, nu = evals.size, evals.size / evals.sum()
+        direct = []
+        for k in range(2, m):
+            goal = np.exp(target_logs(k, alpha, target))
+            bulk = evals[: m - k] * nu
+            if goal.sum() < m and bulk.max() * (m - goal.sum()) / bulk.sum() <= goal.min():
+                direct.append(k)
+        assert list(tail_window(evals, alpha, target)) == direct
+    assert list(tail_window(heavy_spectrum(128, 4.0, 30, 1), 2.0, 0.0)) == list(range(52, 58))
+
+
 def test_small_layers_and_short_tails_are_untouched():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Linear(128, 10))

@@ -24,13 +24,16 @@ needs sum_r w_r d_r = c * sum_r d_r. With A = sum of the positive d_r, B = sum o
 
 both in [eta, 1] for c in [eta, 1]. If that step would leave the bulk less than half the mass it
 has at the target, all w are moved toward 1 together (w + t (1 - w), smallest such t), which keeps
-every guarantee and only closes more of the gap. This is the retraction: it is exact (with tracelog_step = 1
-the normalized trace-log equals T to rounding) and, unlike a uniform rescaling of the tail, it
-never moves an eigenvalue away from its target.
+every guarantee and only closes more of the gap. This is the retraction: it is exact (with
+tracelog_step = 1 the normalized trace-log equals T to rounding) and, unlike a uniform rescaling
+of the tail, it never moves an eigenvalue away from its target.
 
 Realizing the new normalized tail exp(y'_r) as raw eigenvalues: the normalized eigenvalues sum
 to M, so the bulk keeps M - sum exp(y') of that mass (the projection is infeasible, and the layer
-left alone, when that is <= 0).
+left alone, when that is <= 0). ``preserve="norm"`` keeps sum(lambda) = ||W||_F^2 and so nu: the
+raw tail is exp(y') / nu and the bulk is scaled by one factor; targets and monotonicity then hold
+in raw units too. ``preserve="bulk"`` keeps the bulk's raw eigenvalues and solves for the new
+nu = (M - sum exp(y')) / sum(bulk).
 
 Which tail sizes are realizable. The target's trace-log T = 0 puts the tail's geometric mean at
 the spectrum's mean, and an alpha* = 2 shape spans a factor ~2k, so the smallest target sits near
@@ -40,10 +43,6 @@ target; and f(k) < M. Together these admit a narrow window of k (about 0.4-0.45 
 T = 0, nearly independent of the bulk's shape): `tail_window` computes it exactly and the tail
 size chosen by the fit (power law, detX or their midpoint) is moved to the nearest k inside it.
 The stats report both sizes; a layer with an empty window is left alone.
-``preserve="norm"`` keeps sum(lambda) = ||W||_F^2 and so nu:
-the raw tail is exp(y') / nu and the bulk is scaled by one factor; targets and monotonicity then
-hold in raw units too. ``preserve="bulk"`` keeps the bulk's raw eigenvalues and solves for the new
-nu = (M - sum exp(y')) / sum(bulk).
 """
 
 from __future__ import annotations

@@ -57,3 +57,22 @@ def test_char_transformer_runs_with_every_method(example):
         run = example.train_char(method, seed=0, epochs=1, batch=16)
         assert math.isfinite(run.extra["bits_per_char"]) and 0 <= run.metric <= 100
         assert "lm_head" in run.alphas and "layers.0.q_proj" in run.alphas
+
+
+def test_script_runs_on_idx_files(example, tmp_path):
+    """--data: the same MLP on MNIST-layout IDX files (tiny random ones here)."""
+    import struct
+
+    rng = np.random.default_rng(0)
+
+    def write(name, array):
+        head = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+        (tmp_path / name).write_bytes(head + array.tobytes())
+
+    for split, n in (("train", 96), ("t10k", 32)):
+        write(f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write(f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
+    data = example.load_data(str(tmp_path))
+    assert data[0].shape == (96, 784) and data[2].shape == (32, 784)
+    run = example.train_classifier("wwpgd", 0, data, epochs=2)
+    assert set(run.alphas) == {"0", "2"} and 0 <= run.metric <= 100

@@ -8,7 +8,8 @@ alpha_max the extremes over the selected layers,
 
 Layers whose fit fails, and parameters outside the selected layers, keep multiplier 1; when all
 alphas are equal every layer gets (s_min + s_max) / 2. This needs one param group per layer:
-`layerwise_param_groups` builds them.
+`layerwise_param_groups` builds them. Like every LRScheduler it sets absolute rates from the
+groups' base rates, so it replaces (does not compose with) another scheduler on the same groups.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ so there is one state and one set of groups. `project(epoch)` does, per selected
 of ``weight.reshape(out, -1)`` in float64, the power-law and detX fits on its squared singular
 values, the tail step of `tailscope.train.projection`, ``W += U diag(s' - s) V^T`` with the same
 U, V, and the chosen treatment of the optimizer moments; it returns the costs and changes.
+The trace-log is exact in float64; writing back rounds it to the weight's dtype (measured on a
+128x128 layer: off by ~4e-9 in float32, ~1e-3 in bfloat16).
 """
 
 from __future__ import annotations

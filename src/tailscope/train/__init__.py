@@ -1,0 +1,31 @@
+"""Training control from spectra: WW-PGD projection (`SpectralProjection`) and `AlphaLR`.
+
+Needs torch (``pip install 'tailscope[torch]'``); `SpectralProjectionCallback` needs transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlphaLR", "LayerProjection", "ProjectionConfig", "ProjectionStats", "SpectralProjection",
+    "SpectralProjectionCallback", "layer_alphas", "layerwise_param_groups", "log_projection", "read_idx",
+    "load_mnist",
+]
+
+_LAZY = {
+    "ProjectionConfig": "config", "SpectralProjection": "optimizer", "LayerProjection": "optimizer",
+    "ProjectionStats": "optimizer", "AlphaLR": "alpha_lr", "layer_alphas": "alpha_lr",
+    "layerwise_param_groups": "alpha_lr", "log_projection": "callbacks",
+    "SpectralProjectionCallback": "callbacks", "read_idx": "idx", "load_mnist": "idx",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "spectrum": {"sources", "fit", "metrics", "pipeline", "executors", "report"},
     "fit": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "report"},
     "report": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors"},
+    "plots": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors"},
 }
 
 

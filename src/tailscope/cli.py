@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    # issue 3b: plots
+    a.add_argument("--plots", metavar="DIR", help="write PNG figures (per layer and per model) to DIR")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
@@ -61,8 +63,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
-    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args))
+    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet,
+                     plot_dir=args.plots, **_options(args))
     print(report.to_text())
+    if args.plots:  # issue 3b
+        print(f"plots in {args.plots}")
     if args.out:
         print(f"wrote {report.save(args.out)}")
     return 0

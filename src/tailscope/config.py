@@ -8,6 +8,7 @@ option (min_evals=8, max_evals=15000, max_N=50000, the 1e-5 eigenvalue threshold
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -24,6 +25,7 @@ ROLES: tuple[str, ...] = (
 )
 
 LayerSelector = int | str
+DEFAULT_PLOT_DIR = "./tailscope-plots"  # issue 3b
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        plot: write PNG figures (per layer and per model) to `plot_dir`.
+        plot_dir: where the PNGs go; setting it turns `plot` on. Default ``./tailscope-plots``.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -58,6 +62,9 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    # issue 3b: plots
+    plot: bool = False
+    plot_dir: str | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,6 +87,20 @@ class AnalysisConfig:
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
+        # issue 3b: plots
+        if not isinstance(self.plot, bool):
+            raise ConfigError(f"Expected argument `plot` to be a bool, but got {self.plot!r}")
+        if self.plot_dir is not None:
+            if not isinstance(self.plot_dir, (str, os.PathLike)) or not str(self.plot_dir):
+                raise ConfigError(f"Expected argument `plot_dir` to be a directory path, but got {self.plot_dir!r}")
+            object.__setattr__(self, "plot_dir", str(self.plot_dir))
+
+    @property
+    def plot_target(self) -> str | None:
+        """Directory of the PNGs, or None when no plot is asked for (issue 3b)."""
+        if self.plot_dir is not None:
+            return self.plot_dir
+        return DEFAULT_PLOT_DIR if self.plot else None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":

@@ -6,6 +6,7 @@ function would shadow `tailscope.analyze` once imported.)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,8 +80,31 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     except NumericalError as exc:
         row.update(has_esd=False, status="failed", reason=str(exc), warning="")
         return row
-    row.update(spectrum_columns(spec, fit_power_law(spec.evals, thresh=config.evals_thresh), config.tolerance))
+    fit = fit_power_law(spec.evals, thresh=config.evals_thresh)
+    row.update(spectrum_columns(spec, fit, config.tolerance))
+    if config.plot_target:  # issue 3b: the spectrum and fit flow on, into the plot files
+        plot_layer(row, mats, spec, fit, config, device)
     return row
+
+
+# issue 3b: plots
+def shuffled_evals(mats: list[np.ndarray], n: int, device: str, seed: int, layer_id: int) -> np.ndarray:
+    """Eigenvalues of each matrix with its entries shuffled (seeded per layer, so order-independent)."""
+    rng = np.random.default_rng([seed, layer_id])
+    shuffled = [rng.permutation(np.asarray(w).ravel()).reshape(w.shape) for w in mats]
+    return compute_spectrum(shuffled, n, device).evals
+
+
+def plot_layer(row: dict[str, Any], mats: list[np.ndarray], spec: Any, fit: Any, config: AnalysisConfig, device: str) -> None:
+    """Per-layer PNGs; the detX line and the randomized ESD only when those options exist and are on."""
+    from .fit.detx import detx
+    from .plots.files import write_layer_plots
+
+    detx_value = detx(spec.evals).value if getattr(config, "detx", False) else None
+    rand = None
+    if getattr(config, "randomize", False):
+        rand = shuffled_evals(mats, spec.N, device, config.seed, int(row["layer_id"]))
+    write_layer_plots(config.plot_target, row, spec.evals, fit, detx_value=detx_value, rand_evals=rand)
 
 
 def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:
@@ -108,8 +132,17 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
     device = resolve_device(cfg.device)
     source = open_source(model)
     selected, skipped = plan(source, cfg)
+    if cfg.plot_target:  # issue 3b: fail on an unusable plot_dir before any work
+        from .plots.files import plot_directory
+
+        plot_directory(cfg.plot_target)
     rows = list(run_serial(selected, cfg, device))
-    return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
+    report = Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
+    if cfg.plot_target:  # issue 3b
+        from .plots.files import write_model_plots
+
+        write_model_plots(cfg.plot_target, report.details, name=Path(str(source.name)).name or str(source.name))
+    return report
 
 
 def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Description:

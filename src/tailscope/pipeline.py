@@ -104,7 +104,9 @@ def plot_layer(row: dict[str, Any], mats: list[np.ndarray], spec: Any, fit: Any,
     rand = None
     if getattr(config, "randomize", False):
         rand = shuffled_evals(mats, spec.N, device, config.seed, int(row["layer_id"]))
-    write_layer_plots(config.plot_target, row, spec.evals, fit, detx_value=detx_value, rand_evals=rand)
+    write_layer_plots(
+        config.plot_target, row, spec.evals, fit, detx_value=detx_value, rand_evals=rand, thresh=config.evals_thresh
+    )
 
 
 def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:

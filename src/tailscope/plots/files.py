@@ -61,15 +61,17 @@ def plot_directory(directory: str | Path) -> Path:
 
 def write_layer_plots(
     directory: str | Path, row: dict[str, Any], evals: np.ndarray, fit: PowerLawFit, *,
-    detx_value: float | None = None, rand_evals: np.ndarray | None = None,
+    detx_value: float | None = None, rand_evals: np.ndarray | None = None, thresh: float = 1e-5,
 ) -> list[Path]:
-    """The per-layer PNGs of one analyzed matrix: esd, esd_loglog, ks_xmin (when the fit
-    succeeded) and randomized_esd (when shuffled eigenvalues are given)."""
+    """The per-layer PNGs of one analyzed matrix: esd, esd_loglog (when an eigenvalue exceeds the
+    fit's `thresh`), ks_xmin (when the fit succeeded) and randomized_esd (when shuffled eigenvalues
+    are given)."""
     directory = plot_directory(directory)
     name = f"{row['layer_id']}: {row['name']}"
     out = [save(layer.plot_esd(evals, detached_axes(), name=name), layer_file(directory, row, "esd"))]
-    loglog = layer.plot_esd_loglog(evals, fit, detached_axes(), detx_value=detx_value, name=name)
-    out.append(save(loglog, layer_file(directory, row, "esd_loglog")))
+    if np.any(evals > thresh):
+        loglog = layer.plot_esd_loglog(evals, fit, detached_axes(), detx_value=detx_value, thresh=thresh, name=name)
+        out.append(save(loglog, layer_file(directory, row, "esd_loglog")))
     if fit.ok:
         out.append(save(layer.plot_ks_curve(fit=fit, ax=detached_axes(), name=name), layer_file(directory, row, "ks_xmin")))
     if rand_evals is not None:

@@ -17,6 +17,7 @@ from ..fit.rmt import bulk_edge, mp_density
 from ._axes import axes_or_new, title
 
 ESD_COLOR, FIT_COLOR, XMIN_COLOR, DETX_COLOR, MP_COLOR = "C0", "black", "red", "purple", "C1"
+OUTLIER_FACTOR = 10.0  # the linear ESD's x-range stops at this multiple of the 99th percentile
 TRAP_FACTOR = 1.5  # x-range stops at this multiple of the MP edge when shuffled eigenvalues go far beyond
 
 
@@ -37,11 +38,32 @@ def auto_bins(n: int) -> int:
     return int(min(100, max(20, n // 8)))
 
 
+def _hidden_note(ax: Any, hidden: np.ndarray, limit: float) -> None:
+    if hidden.size:
+        ax.text(0.98, 0.6, f"{hidden.size} eigenvalue(s) beyond {limit:.3g}\n(max {hidden.max():.3g}) not shown",
+                transform=ax.transAxes, ha="right", va="top", fontsize=8, color="darkred")
+
+
 def plot_esd(evals: Any, ax: Any = None, *, bins: int | None = None, name: str | None = None) -> Any:
-    """Histogram (density) of the eigenvalues on linear axes: the bulk and how far the tail reaches."""
+    """Histogram (density) of the eigenvalues on linear axes: the bulk and how far the tail reaches.
+
+    Eigenvalues beyond 10x the 99th percentile (a lone outlier that would squash the whole ESD into
+    one bin) are left out of the x-range and counted on the plot; the density stays that of all.
+    """
     x = _evals(evals)
     ax = axes_or_new(ax)
-    ax.hist(x, bins=bins or auto_bins(x.size), density=True, color=ESD_COLOR, alpha=0.8)
+    limit = OUTLIER_FACTOR * float(np.quantile(x, 0.99))
+    far = x > limit if limit > 0 else np.zeros(x.size, dtype=bool)
+    shown = x[~far]
+    nbins = bins or auto_bins(shown.size)
+    lower, upper = float(shown[0]), (limit if far.any() else float(shown[-1]))
+    if upper <= lower:  # every eigenvalue equal: one bar around it
+        pad = 0.1 * abs(lower) or 1.0
+        lower, upper = lower - pad, upper + pad
+    width = (upper - lower) / nbins
+    ax.hist(shown, bins=np.linspace(lower, upper, nbins + 1), weights=np.full(shown.size, 1.0 / (x.size * width)),
+            color=ESD_COLOR, alpha=0.8)
+    _hidden_note(ax, x[far], limit)
     ax.set_xlabel(r"eigenvalue $\lambda$ of $W^TW$")
     ax.set_ylabel("density")
     title(ax, f"ESD ({x.size} eigenvalues)", name)
@@ -64,11 +86,12 @@ def plot_esd_loglog(
     x = _evals(evals)
     fit = fit if fit is not None else fit_power_law(x, thresh=thresh)
     pos = x[x > thresh]
-    if pos.size < 2 or pos[0] == pos[-1]:
-        raise ConfigError(f"Expected at least 2 distinct eigenvalues above {thresh:g} for a log-log ESD, got {pos.size}")
+    if pos.size == 0:
+        raise ConfigError(f"Expected eigenvalues above {thresh:g} for a log-log ESD, but all {x.size} are below")
     ax = axes_or_new(ax)
-    edges = np.geomspace(pos[0], pos[-1], (bins or auto_bins(pos.size)) + 1)
-    ax.hist(pos, bins=edges, density=True, color=ESD_COLOR, alpha=0.6, label="ESD")
+    lo, hi = (pos[0], pos[-1]) if pos[0] < pos[-1] else (pos[0] / 1.5, pos[0] * 1.5)
+    edges = np.geomspace(lo, hi, (bins or auto_bins(pos.size)) + 1)
+    dens = ax.hist(pos, bins=edges, density=True, color=ESD_COLOR, alpha=0.6, label="ESD")[0]
     if fit.ok:
         share = fit.n_tail / pos.size
         xs, ys = _power_law_density(fit, share)
@@ -78,6 +101,7 @@ def plot_esd_loglog(
         ax.axvline(detx_value, color=DETX_COLOR, lw=1.2, ls="-.", label=f"detX start={detx_value:.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=float(dens[dens > 0].min()) / 3.0, top=float(dens.max()) * 3.0)  # a far outlier must not squash the ESD
     ax.set_xlabel(r"eigenvalue $\lambda$ of $W^TW$ (log)")
     ax.set_ylabel("density (log)")
     title(ax, "ESD, log-log" + ("" if fit.ok else f" (fit failed: {fit.reason})"), name)
@@ -143,9 +167,7 @@ def plot_randomized_esd(
     grid = np.linspace(lower, upper, 600)[1:]
     ax.plot(grid, mp_density(grid / N, N / M, s2) / N, color=MP_COLOR, lw=1.8, label=rf"Marchenko-Pastur, $\sigma^2$={s2:.3g}")
     ax.axvline(edge, color=MP_COLOR, ls="--", lw=1.0, label=rf"MP edge $\lambda_+$={edge:.3g}")
-    if far.any():
-        ax.text(0.98, 0.6, f"{int(far.sum())} eigenvalue(s) beyond {TRAP_FACTOR:g}" + r"$\lambda_+$" + f"\n(max {x[-1]:.3g}) not shown",
-                transform=ax.transAxes, ha="right", va="top", fontsize=8, color="darkred")
+    _hidden_note(ax, x[far], TRAP_FACTOR * edge)
     ax.set_xlim(lower, upper)
     ax.set_xlabel(r"eigenvalue $\lambda$ of shuffled $W^TW$")
     ax.set_ylabel("density")

@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..fit.powerlaw import PowerLawFit
 from . import layer, model
-from ._axes import detached_axes
+from ._axes import LEGEND_BELOW_RECT, MODEL_RECT, PLAIN_RECT, TWIN_RECT, detached_axes
 
 DPI = 100
 MODEL_FIGURES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
@@ -70,12 +70,12 @@ def write_layer_plots(
     name = f"{row['layer_id']}: {row['name']}"
     out = [save(layer.plot_esd(evals, detached_axes(), name=name), layer_file(directory, row, "esd"))]
     if np.any(evals > thresh):
-        loglog = layer.plot_esd_loglog(evals, fit, detached_axes(), detx_value=detx_value, thresh=thresh, name=name)
+        loglog = layer.plot_esd_loglog(evals, fit, detached_axes(LEGEND_BELOW_RECT), detx_value=detx_value, thresh=thresh, name=name)
         out.append(save(loglog, layer_file(directory, row, "esd_loglog")))
     if fit.ok:
-        out.append(save(layer.plot_ks_curve(fit=fit, ax=detached_axes(), name=name), layer_file(directory, row, "ks_xmin")))
+        out.append(save(layer.plot_ks_curve(fit=fit, ax=detached_axes(TWIN_RECT), name=name), layer_file(directory, row, "ks_xmin")))
     if rand_evals is not None:
-        ax = layer.plot_randomized_esd(rand_evals, int(row["N"]), int(row["M"]), detached_axes(), name=name)
+        ax = layer.plot_randomized_esd(rand_evals, int(row["N"]), int(row["M"]), detached_axes(LEGEND_BELOW_RECT), name=name)
         out.append(save(ax, layer_file(directory, row, "randomized_esd")))
     return out
 
@@ -89,5 +89,5 @@ def write_model_plots(directory: str | Path, details: pd.DataFrame, *, name: str
             continue
         if model.fitted_rows(details, *needs).empty:
             continue
-        out.append(save(func(details, detached_axes(), name=name), directory / f"model_{kind}.png"))
+        out.append(save(func(details, detached_axes(MODEL_RECT), name=name), directory / f"model_{kind}.png"))
     return out

@@ -30,7 +30,7 @@ def _evals(evals: Any) -> np.ndarray:
 
 def _legend(ax: Any, ncol: int = 2) -> None:
     """Legend under the axes: it never covers a bar or a line, whatever the spectrum's shape."""
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol, frameon=False)
 
 
 def auto_bins(n: int) -> int:
@@ -40,7 +40,7 @@ def auto_bins(n: int) -> int:
 
 def _hidden_note(ax: Any, hidden: np.ndarray, limit: float) -> None:
     if hidden.size:
-        ax.text(0.98, 0.6, f"{hidden.size} eigenvalue(s) beyond {limit:.3g}\n(max {hidden.max():.3g}) not shown",
+        ax.text(0.98, 0.96, f"{hidden.size} eigenvalue(s)\nbeyond {limit:.3g}\n(max {hidden.max():.3g})\nnot shown",
                 transform=ax.transAxes, ha="right", va="top", fontsize=8, color="darkred")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from ..metrics import ALPHA_HIGH, ALPHA_LOW
 from ._axes import axes_or_new, title
 
@@ -63,9 +63,10 @@ def plot_alpha_hist(details: pd.DataFrame, ax: Any = None, *, bins: int = 30, na
     ax.axvline(alpha.mean(), color="black", ls="--", lw=1.4, label=rf"mean $\alpha$={alpha.mean():.2f}")
     ax.set_xlabel(r"power-law exponent $\alpha$")
     ax.set_ylabel("number of layers")
+    ax.yaxis.set_major_locator(require("matplotlib.ticker", "plots").MaxNLocator(integer=True))
     title(ax, r"Distribution of $\alpha$", name)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, framealpha=0.9)
+    _legend_outside(ax)
     return ax
 
 
@@ -99,8 +100,11 @@ def plot_correlation_flow(details: pd.DataFrame, ax: Any = None, *, name: str | 
     ax.plot(mean.index, mean.to_numpy(), "-", color="black", lw=1.0, label="mean per depth")
     ax.set_xlabel("layer depth" if depth == "layer" else "layer_id (no layer index in the names)")
     ax.set_ylabel(r"$\alpha$")
-    note = f" ({missing} rows without a layer index not shown)" if missing else ""
-    title(ax, r"Correlation flow: $\alpha$ by depth" + note, name)
+    ax.xaxis.set_major_locator(require("matplotlib.ticker", "plots").MaxNLocator(integer=True))
+    if mean.index.size == 1:
+        ax.set_xlim(mean.index[0] - 1, mean.index[0] + 1)
+    note = f"{missing} row(s) without a layer index not shown" if missing else ""
+    title(ax, r"Correlation flow: $\alpha$ by depth", " - ".join(filter(None, (name, note))))
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return ax

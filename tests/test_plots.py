@@ -226,6 +226,7 @@ def test_config_and_cli(minilm_dir, tmp_path, capsys):
     assert AnalysisConfig().plot_target is None
     assert AnalysisConfig(plot=True).plot_target == "./tailscope-plots"
     assert AnalysisConfig(plot_dir=tmp_path).plot_target == str(tmp_path)
+    assert AnalysisConfig(plot_dir=tmp_path).plot is True
     with pytest.raises(ConfigError, match="plot_dir"):
         AnalysisConfig(plot_dir=3)
     with pytest.raises(ConfigError, match="`plot`"):

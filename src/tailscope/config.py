@@ -94,13 +94,14 @@ class AnalysisConfig:
             if not isinstance(self.plot_dir, (str, os.PathLike)) or not str(self.plot_dir):
                 raise ConfigError(f"Expected argument `plot_dir` to be a directory path, but got {self.plot_dir!r}")
             object.__setattr__(self, "plot_dir", str(self.plot_dir))
+            object.__setattr__(self, "plot", True)  # a directory means plots are wanted
 
     @property
     def plot_target(self) -> str | None:
         """Directory of the PNGs, or None when no plot is asked for (issue 3b)."""
-        if self.plot_dir is not None:
-            return self.plot_dir
-        return DEFAULT_PLOT_DIR if self.plot else None
+        if not self.plot:
+            return None
+        return self.plot_dir if self.plot_dir is not None else DEFAULT_PLOT_DIR
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":

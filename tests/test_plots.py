@@ -243,3 +243,17 @@ def test_config_and_cli(minilm_dir, tmp_path, capsys):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"0005_encoder.layer.0.attention.output.dense_{k}.png" for k in ("esd", "esd_loglog", "ks_xmin")]
                            + ["model_alpha_hist.png", "model_correlation_flow.png"])
+
+
+def test_randomized_esd_in_pipeline_is_seeded(tmp_path):
+    """The shuffle behind randomized_esd.png follows `seed`: same seed, same picture; another seed, another."""
+    rng = np.random.default_rng(1)
+    model = {"fc.weight": rng.standard_normal((400, 100)) * rng.pareto(2.5, 100)}
+
+    def picture(seed: int, out: str) -> bytes:
+        tailscope.analyze(model, config=WithDiagnostics(plot_dir=str(tmp_path / out), seed=seed, progress=False))
+        return (tmp_path / out / "0000_fc_randomized_esd.png").read_bytes()
+
+    first = picture(0, "a")
+    assert picture(0, "b") == first
+    assert picture(1, "c") != first

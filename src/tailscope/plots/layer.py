@@ -62,7 +62,7 @@ def plot_esd(evals: Any, ax: Any = None, *, bins: int | None = None, name: str |
         lower, upper = lower - pad, upper + pad
     width = (upper - lower) / nbins
     ax.hist(shown, bins=np.linspace(lower, upper, nbins + 1), weights=np.full(shown.size, 1.0 / (x.size * width)),
-            color=ESD_COLOR, alpha=0.8)
+            color=ESD_COLOR, alpha=0.8, histtype="stepfilled")
     _hidden_note(ax, x[far], limit)
     ax.set_xlabel(r"eigenvalue $\lambda$ of $W^TW$")
     ax.set_ylabel("density")
@@ -91,7 +91,7 @@ def plot_esd_loglog(
     ax = axes_or_new(ax)
     lo, hi = (pos[0], pos[-1]) if pos[0] < pos[-1] else (pos[0] / 1.5, pos[0] * 1.5)
     edges = np.geomspace(lo, hi, (bins or auto_bins(pos.size)) + 1)
-    dens = ax.hist(pos, bins=edges, density=True, color=ESD_COLOR, alpha=0.6, label="ESD")[0]
+    dens = ax.hist(pos, bins=edges, density=True, color=ESD_COLOR, alpha=0.6, histtype="stepfilled", label="ESD")[0]
     if fit.ok:
         share = fit.n_tail / pos.size
         xs, ys = _power_law_density(fit, share)
@@ -163,7 +163,7 @@ def plot_randomized_esd(
     nbins = bins or auto_bins(shown.size)
     width = (upper - lower) / nbins
     ax.hist(shown, bins=np.linspace(lower, upper, nbins + 1), weights=np.full(shown.size, 1.0 / (x.size * width)),
-            color=ESD_COLOR, alpha=0.6, label="shuffled-W ESD")
+            color=ESD_COLOR, alpha=0.6, histtype="stepfilled", label="shuffled-W ESD")
     grid = np.linspace(lower, upper, 600)[1:]
     ax.plot(grid, mp_density(grid / N, N / M, s2) / N, color=MP_COLOR, lw=1.8, label=rf"Marchenko-Pastur, $\sigma^2$={s2:.3g}")
     ax.axvline(edge, color=MP_COLOR, ls="--", lw=1.0, label=rf"MP edge $\lambda_+$={edge:.3g}")

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from .config import AnalysisConfig
-from .fit.powerlaw import fit_power_law
+from .fit.powerlaw import PowerLawFit, fit_power_law
 from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
-from .spectrum import NumericalError, compute_spectrum
+from .spectrum import NumericalError, Spectrum, compute_spectrum
 from .executors import run_serial
 from .transforms import to_matrices
 
@@ -95,7 +95,9 @@ def shuffled_evals(mats: list[np.ndarray], n: int, device: str, seed: int, layer
     return compute_spectrum(shuffled, n, device).evals
 
 
-def plot_layer(row: dict[str, Any], mats: list[np.ndarray], spec: Any, fit: Any, config: AnalysisConfig, device: str) -> None:
+def plot_layer(
+    row: dict[str, Any], mats: list[np.ndarray], spec: Spectrum, fit: PowerLawFit, config: AnalysisConfig, device: str
+) -> None:
     """Per-layer PNGs; the detX line and the randomized ESD only when those options exist and are on."""
     from .fit.detx import detx
     from .plots.files import write_layer_plots

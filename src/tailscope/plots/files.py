@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..fit.powerlaw import PowerLawFit
 from . import layer, model
-from ._axes import LEGEND_BELOW_RECT, MODEL_RECT, PLAIN_RECT, TWIN_RECT, detached_axes
+from ._axes import LEGEND_BELOW_RECT, MODEL_RECT, TWIN_RECT, detached_axes
 
 DPI = 100
 MODEL_FIGURES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {

@@ -19,6 +19,7 @@ FORBIDDEN = {
     "fit": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "report", "diagnostics"},
     "report": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "diagnostics"},
     "diagnostics": {"sources", "pipeline", "executors", "report"},  # issue 3: spectrum + fit only
+    "plots": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "diagnostics"},
 }
 
 

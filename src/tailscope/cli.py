@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--base", help="base model: analyze W - W_base (or, with --peft, show each base layer's alpha)")
     a.add_argument("--peft", action="store_true", help="PATH is a PEFT LoRA adapter directory")
     a.add_argument("--html", help="also write a self-contained HTML report to this file")
+    # issue 3b: plots
+    a.add_argument("--plots", metavar="DIR", help="write PNG figures (per layer and per model) to DIR")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
@@ -107,8 +109,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
-                     progress=not args.quiet, **_options(args), **_diagnostic_options(args))
+                     progress=not args.quiet, plot_dir=args.plots, **_options(args), **_diagnostic_options(args))
     print(report.to_text())
+    if args.plots:  # issue 3b
+        print(f"plots in {args.plots}")
     if args.out:
         print(f"wrote {report.save(args.out)}")
     if args.html:  # issue 4

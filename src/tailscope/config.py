@@ -8,6 +8,7 @@ option (min_evals=8, max_evals=15000, max_N=50000, the 1e-5 eigenvalue threshold
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -26,6 +27,7 @@ ROLES: tuple[str, ...] = (
 )
 
 LayerSelector = int | str
+DEFAULT_PLOT_DIR = "./tailscope-plots"  # issue 3b
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class AnalysisConfig:
         confidence: level of the bootstrap interval; 1 - confidence is the Dragon-King test level.
         peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
             adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
+        plot: write PNG figures (per layer and per model) to `plot_dir`.
+        plot_dir: where the PNGs go; setting it turns `plot` on. Default ``./tailscope-plots``.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -90,6 +94,9 @@ class AnalysisConfig:
     confidence: float = 0.95
     # issue 4: LLM workflows
     peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
+    # issue 3b: plots
+    plot: bool = False
+    plot_dir: str | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +122,21 @@ class AnalysisConfig:
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
+        # issue 3b: plots
+        if not isinstance(self.plot, bool):
+            raise ConfigError(f"Expected argument `plot` to be a bool, but got {self.plot!r}")
+        if self.plot_dir is not None:
+            if not isinstance(self.plot_dir, (str, os.PathLike)) or not str(self.plot_dir):
+                raise ConfigError(f"Expected argument `plot_dir` to be a directory path, but got {self.plot_dir!r}")
+            object.__setattr__(self, "plot_dir", str(self.plot_dir))
+            object.__setattr__(self, "plot", True)  # a directory means plots are wanted
+
+    @property
+    def plot_target(self) -> str | None:
+        """Directory of the PNGs, or None when no plot is asked for (issue 3b)."""
+        if not self.plot:
+            return None
+        return self.plot_dir if self.plot_dir is not None else DEFAULT_PLOT_DIR
 
     def _check_diagnostics(self) -> None:  # issue 3
         if self.fix_fingers is not None:

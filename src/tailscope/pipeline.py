@@ -6,6 +6,7 @@ function would shadow `tailscope.analyze` once imported.)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,10 +14,11 @@ import numpy as np
 from .config import AnalysisConfig
 from .errors import ConfigError
 from .diagnostics import optional_columns, primary_fit, shuffled_eigenvalues
+from .fit.powerlaw import PowerLawFit
 from .metrics import spectrum_columns
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
-from .spectrum import NumericalError, compute_spectrum, inverted
+from .spectrum import NumericalError, Spectrum, compute_spectrum, inverted
 from .executors import run_serial
 from .transforms import to_matrices
 from .lowrank import lowrank_spectrum
@@ -91,7 +93,27 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     fit, finger_columns = primary_fit(spec.evals, config)
     row.update(spectrum_columns(spec, fit, config.tolerance), **finger_columns)
     row.update(optional_columns(mats, spec, fit, row, config, device))
+    if config.plot_target:  # issue 3b: the spectrum and fit flow on, into the plot files
+        plot_layer(row, mats, spec, fit, config, device)
     return row
+
+
+def plot_layer(
+    row: dict[str, Any], mats: list[np.ndarray], spec: Spectrum, fit: PowerLawFit, config: AnalysisConfig, device: str
+) -> None:
+    """Per-layer PNGs; the detX line with `detx`, the randomized ESD with `randomize` (issue 3b).
+
+    The shuffled spectrum is recomputed here with the same seed as its columns (same values):
+    plotting is the slow, optional path, so the column path stays free of it.
+    """
+    from .fit.detx import detx
+    from .plots.files import write_layer_plots
+
+    detx_value = detx(spec.evals).value if config.detx else None
+    rand = shuffled_eigenvalues(mats, (config.seed, int(row["layer_id"])), device)[0] if config.randomize and mats else None
+    write_layer_plots(
+        config.plot_target, row, spec.evals, fit, detx_value=detx_value, rand_evals=rand, thresh=config.evals_thresh
+    )
 
 
 def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = None, **options: Any) -> Report:
@@ -122,6 +144,10 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
     device = resolve_device(cfg.device)
     source = open_peft(model) if cfg.peft else open_source(model)
     selected, skipped = plan(source, cfg)
+    if cfg.plot_target:  # issue 3b: fail on an unusable plot_dir before any work
+        from .plots.files import plot_directory
+
+        plot_directory(cfg.plot_target)
     if base is not None and not cfg.peft:  # issue 4: fine-tune delta
         from .delta import delta_refs, open_base
 
@@ -129,14 +155,17 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
     rows = list(run_serial(selected, cfg, device))
     if base is not None and cfg.peft:
         add_base_alpha(rows, base, cfg, device)
-    return Report.from_rows(rows, source=source.name + (f" - {base}" if base is not None and not cfg.peft else ""),
-                            config=cfg, skipped=skipped)
+    report = Report.from_rows(rows, source=source.name + (f" - {base}" if base is not None and not cfg.peft else ""),
+                              config=cfg, skipped=skipped)
+    if cfg.plot_target:  # issue 3b
+        from .plots.files import write_model_plots
+
+        write_model_plots(cfg.plot_target, report.details, name=Path(str(source.name)).name or str(source.name))
+    return report
 
 
 def open_peft(model: Any) -> Source:
     """A PEFT adapter directory as a Source of low-rank refs (issue 4)."""
-    from pathlib import Path
-
     from .errors import InputError
     from .sources.peft_reader import peft_refs
 

@@ -118,3 +118,13 @@ def fit_power_law(evals: np.ndarray, *, thresh: float = 1e-5) -> PowerLawFit:
         alpha=float(alphas[best]), xmin=float(data[best]), xmax=float(data[-1]), D=float(ds[best]),
         sigma=float(sigmas[best]), n_tail=int(data.size - best), xmins=data[:-1], alphas=alphas, Ds=ds,
     )
+
+
+def ks_curve(fit: PowerLawFit) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate xmin, D_KS) of a fit's scan, ineligible candidates dropped: how stable xmin is.
+
+    The scan is the one `fit_power_law` chose from (its D_i of every eligible candidate; an
+    ineligible one, alpha <= 1 or a tail too short, carries the placeholder D = 1 and is left out).
+    """
+    keep = np.isfinite(fit.alphas) & (fit.alphas > 1.0) & (fit.Ds < 1.0)
+    return fit.xmins[keep], fit.Ds[keep]

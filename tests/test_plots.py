@@ -4,7 +4,6 @@ the fit's own scan (checked against a direct KS computation); saving never touch
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 import subprocess
@@ -37,15 +36,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LAYER_KINDS = ("esd", "esd_loglog", "ks_xmin", "randomized_esd")
 
 
-@dataclasses.dataclass(frozen=True)
-class WithDiagnostics(AnalysisConfig):
-    """The config with issue 3's detx / randomize switches on (the pipeline reads them by getattr,
-    so this works before and after those options exist in AnalysisConfig)."""
-
-    detx: bool = True
-    randomize: bool = True
-
-
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
@@ -72,7 +62,7 @@ def assert_real_image(path: Path) -> None:
 def analyze_with_plots(model, out: Path, layers: tuple[int, ...]):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return tailscope.analyze(model, config=WithDiagnostics(layers=layers, plot_dir=str(out), progress=False))
+        return tailscope.analyze(model, config=AnalysisConfig(layers=layers, plot_dir=str(out), progress=False, detx=True, randomize=True))
 
 
 @pytest.mark.parametrize("which, layers", [("minilm", (5, 11)), ("smollm", (2, 6))])
@@ -80,7 +70,7 @@ def test_every_plot_renders_for_real_models(which, layers, minilm_dir, smollm_gg
     model = minilm_dir if which == "minilm" else smollm_gguf
     report = analyze_with_plots(model, tmp_path, layers)
     assert sorted(report.details["layer_id"]) == list(layers)
-    expected = {f"model_{k}.png" for k in ("alpha_hist", "correlation_flow")}
+    expected = {f"model_{k}.png" for k in ("alpha_hist", "correlation_flow", "alpha_vs_rand_distance")}
     for _, row in report.details.iterrows():
         prefix = f"{row['layer_id']:04d}_{row['name']}"
         expected |= {f"{prefix}_{kind}.png" for kind in LAYER_KINDS}
@@ -251,7 +241,7 @@ def test_randomized_esd_in_pipeline_is_seeded(tmp_path):
     model = {"fc.weight": rng.standard_normal((400, 100)) * rng.pareto(2.5, 100)}
 
     def picture(seed: int, out: str) -> bytes:
-        tailscope.analyze(model, config=WithDiagnostics(plot_dir=str(tmp_path / out), seed=seed, progress=False))
+        tailscope.analyze(model, config=AnalysisConfig(plot_dir=str(tmp_path / out), seed=seed, progress=False, detx=True, randomize=True))
         return (tmp_path / out / "0000_fc_randomized_esd.png").read_bytes()
 
     first = picture(0, "a")

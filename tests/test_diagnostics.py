@@ -13,7 +13,7 @@ from tailscope.errors import ConfigError
 from tailscope.fit.bootstrap import bootstrap_alpha
 from tailscope.fit.detx import detx
 from tailscope.fit.dragon import dragon_kings
-from tailscope.fit.fingers import fit_clipped
+from tailscope.fit.fingers import fit_clipped, fit_dragon_kings
 from tailscope.fit.mp import linear_kde, mp_fit
 from tailscope.fit.powerlaw import fit_power_law
 from tailscope.fit.rmt import bulk_edge, tracy_widom_width
@@ -51,6 +51,28 @@ def test_fingers_are_clipped_and_planted_alpha_recovered(seed):
     assert abs(out.fit.alpha - PLANTED_ALPHA) < 0.7
     assert out.fit.xmin < fingers.min()  # back on the planted tail
     assert out.fit.xmax == evals[-out.num_fingers - 1]  # exactly the top num_fingers were removed
+
+
+@pytest.mark.parametrize("k", [3, 5, 9])
+def test_dragon_king_fingers_count_about_k_and_recover_alpha(k):
+    """fix_fingers='dragon_kings' (ours): about k fingers found, the planted alpha back; for nine
+    steep fingers the raw fit is captured (alpha > 5.5) and the weightwatcher clip alone stops at 2."""
+    for seed in range(6):
+        evals, fingers = fingered_spectrum(seed, k)
+        out = fit_dragon_kings(evals)
+        assert abs(out.num_fingers - k) <= 2, (seed, out.num_fingers)
+        assert abs(out.fit.alpha - PLANTED_ALPHA) < 0.5, (seed, out.fit.alpha)
+        if k == 9:
+            assert out.raw.alpha > PLANTED_ALPHA + 3 and fit_clipped(evals).num_fingers == 2
+
+
+def test_dragon_king_fingers_rarely_fire_on_clean_power_laws():
+    hits = 0
+    for seed in range(50):
+        rng = np.random.default_rng(100 + seed)
+        evals = np.sort(np.r_[rng.uniform(0.05, 1.0, 400), pareto(rng, 300, PLANTED_ALPHA)])
+        hits += fit_dragon_kings(evals).num_fingers > 0
+    assert hits <= 3  # the test's level is 5% per spectrum
 
 
 def test_no_fingers_on_a_clean_power_law():

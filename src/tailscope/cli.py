@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # issue 3: diagnostics
     g = a.add_argument_group("diagnostics (each adds columns)")
-    g.add_argument("--fix-fingers", nargs="?", const="clip_xmax", default=None, choices=("clip_xmax",),
+    g.add_argument("--fix-fingers", nargs="?", const="clip_xmax", default=None, choices=("clip_xmax", "dragon_kings"),
                    help="refit without the top outlier eigenvalues (weightwatcher's clip_xmax): raw_alpha, num_fingers")
     g.add_argument("--max-fingers", type=int, default=10, help="bound of the finger search (default 10)")
     g.add_argument("--detx", action="store_true", help="TRACE-LOG (detX) tail: detX_num, detX_val, delta_lambda")

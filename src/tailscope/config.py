@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
-FixFingers = Literal["clip_xmax"]  # issue 3
+FixFingers = Literal["clip_xmax", "dragon_kings"]  # issue 3
 FitKind = Literal["PL", "TPL"]  # issue 3
 
 ROLES: tuple[str, ...] = (
@@ -53,6 +53,7 @@ class AnalysisConfig:
             W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
         fix_fingers: ``"clip_xmax"`` refits with up to `max_fingers` - 1 top eigenvalues removed
             (weightwatcher's rule, see `tailscope.fit.fingers`); adds raw_alpha, num_fingers.
+            ``"dragon_kings"`` (ours) also removes the top eigenvalues the Dragon-King test flags.
         max_fingers: bound of the finger search (weightwatcher's default 10).
         detx: add the TRACE-LOG (detX) columns detX_num, detX_val, detX_val_rescaled,
             delta_lambda, delta_log10_lambda.

@@ -1,7 +1,8 @@
 """Optional diagnostic columns of a row (issue 3): each option of `AnalysisConfig` adds its
 columns, and only when it is on.
 
-    fix_fingers='clip_xmax'  raw_alpha, num_fingers (alpha, xmin, ... are then the clipped fit's)
+    fix_fingers='clip_xmax'  raw_alpha, num_fingers (alpha, xmin, ... are then the clipped fit's);
+                             'dragon_kings' also peels off what the Dragon-King test flags
     detx=True                detX_num, detX_val, detX_val_rescaled, delta_lambda, delta_log10_lambda
     randomize=True           rand_distance, max_rand_eval, num_traps, rand_mp_edge, and the MP fit
                              of the shuffled spectrum: rand_num_spikes, rand_mp_softrank,
@@ -26,7 +27,7 @@ from .config import AnalysisConfig
 from .fit.bootstrap import SMALL_N, bootstrap_alpha
 from .fit.detx import detx
 from .fit.dragon import dragon_kings
-from .fit.fingers import fit_clipped
+from .fit.fingers import fit_clipped, fit_dragon_kings
 from .fit.mp import mp_fit
 from .fit.powerlaw import PowerLawFit, fit_power_law
 from .fit.rmt import bulk_edge, count_traps, jensen_shannon_distance
@@ -37,8 +38,12 @@ NAN = float("nan")
 
 def primary_fit(evals: np.ndarray, config: AnalysisConfig) -> tuple[PowerLawFit, dict[str, Any]]:
     """The power-law fit of the row (clipped of its fingers when asked) and the finger columns."""
-    if config.fix_fingers == "clip_xmax":
-        clipped = fit_clipped(evals, thresh=config.evals_thresh, max_fingers=config.max_fingers)
+    if config.fix_fingers is not None:
+        if config.fix_fingers == "clip_xmax":
+            clipped = fit_clipped(evals, thresh=config.evals_thresh, max_fingers=config.max_fingers)
+        else:
+            clipped = fit_dragon_kings(evals, thresh=config.evals_thresh, max_fingers=config.max_fingers,
+                                       confidence=config.confidence)
         return clipped.fit, {"raw_alpha": clipped.raw.alpha, "num_fingers": clipped.num_fingers}
     return fit_power_law(evals, thresh=config.evals_thresh), {}
 

@@ -16,6 +16,12 @@ we use the value given.
 
 Difference from weightwatcher, on purpose: `num_fingers` is k, the number of eigenvalues removed;
 weightwatcher reports k - 1 for the same fit (its loop index minus one).
+
+Ours, ``fix_fingers='dragon_kings'`` (`fit_dragon_kings`): the clip above, then, as long as the
+Dragon-King test (`tailscope.fit.dragon`) flags a j-th largest eigenvalue of the current fit as too
+far out for it, remove the top j (for the largest such j) and refit. weightwatcher's rule stops at the first k that brings the fit back
+and so counts the eigenvalues it had to remove, not all outliers; peeling the significant ones off
+as well counts them all (up to `max_fingers` in total).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dragon import dragon_kings
 from .powerlaw import PowerLawFit, fit_power_law
 
 FINGER_THRESH = 1.0
@@ -70,3 +77,37 @@ def fit_clipped(
         if fit.alpha <= min_alpha:
             break
     return ClippedFit(raw, raw, 0)
+
+
+def fit_dragon_kings(
+    evals: np.ndarray, *, thresh: float = 1e-5, max_fingers: int = 10, confidence: float = 0.95,
+) -> ClippedFit:
+    """weightwatcher's clip, then peel off the eigenvalues the Dragon-King test flags, refitting each time.
+
+    On the nine-finger spectrum of `fit_clipped`, the clip removes two and the test the other seven:
+
+    >>> rng = np.random.default_rng(0)
+    >>> body = np.r_[rng.uniform(0.05, 1, 400), (1 - rng.random(100)) ** (-1 / 1.5)]
+    >>> fingers = body.max() * 10 * (1 - (np.arange(9) + 0.5) / 9) ** (-1 / 11)
+    >>> out = fit_dragon_kings(np.sort(np.r_[body, fingers]))
+    >>> out.num_fingers, round(out.fit.alpha, 1)
+    (9, 2.6)
+    """
+    data = np.sort(np.asarray(evals, dtype=np.float64))
+    data = data[data > thresh]
+    clipped = fit_clipped(data, thresh=thresh, max_fingers=max_fingers)
+    fit, removed = clipped.fit, clipped.num_fingers
+    while fit.ok and removed < max_fingers:
+        flagged = min(_outlying(data[: data.size - removed], fit, confidence), max_fingers - removed)
+        refit = fit_power_law(data[: data.size - removed - flagged], thresh=thresh) if flagged else None
+        if refit is None or not refit.ok:
+            break
+        fit, removed = refit, removed + flagged
+    return ClippedFit(fit, clipped.raw, removed)
+
+
+def _outlying(data: np.ndarray, fit: PowerLawFit, confidence: float) -> int:
+    """The largest j whose j-th largest eigenvalue the Dragon-King test flags: those j are all beyond it."""
+    p = dragon_kings(data, fit.xmin, fit.alpha, confidence=confidence).pvalues
+    significant = np.nonzero(p < (1.0 - confidence) / max(p.size, 1))[0]
+    return int(significant[-1]) + 1 if significant.size else 0

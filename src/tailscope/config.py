@@ -16,6 +16,7 @@ from .errors import ConfigError
 
 Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
+SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]  # issue 5
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -45,6 +46,8 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        smooth_method: how `smooth` chooses the components to keep (see tailscope.smooth).
+        smooth_percent: fraction of the rank that ``smooth_method="svd"`` keeps, in (0, 1].
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -58,6 +61,9 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    # issue 5: SVD smoothing (tailscope.smooth)
+    smooth_method: SmoothMethod = "detx"
+    smooth_percent: float = 0.8
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +81,10 @@ class AnalysisConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
+        _check_literal("smooth_method", self.smooth_method, SmoothMethod)  # issue 5
+        p = self.smooth_percent
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise ConfigError(f"Expected argument `percent` (smooth_percent) to be a float in (0, 1], but got {p!r}")
         if self.max_evals and self.min_evals > self.max_evals:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"

@@ -16,7 +16,7 @@ _LAZY = {
     "analyze": ("tailscope.pipeline", "analyze"),
     "describe": ("tailscope.pipeline", "describe"),
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
-    "smooth": ("tailscope.smooth", "smooth"),  # issue 5: SVD smoothing
+    "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

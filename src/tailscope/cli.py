@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
 
     add_probe_parser(sub)
-    from .smooth.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
+    from .smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
 
     add_smooth_parser(sub, _layers)
     return parser

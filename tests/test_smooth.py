@@ -356,3 +356,23 @@ def test_smollm_gguf_smoothing_default_method(smollm_gguf, tmp_path):
     # "near-identical, within a few percent" does NOT hold for detX on this model. What is asserted is
     # that the model is still a working LM, not garbage.
     assert np.isfinite(ppl1) and ppl0 < ppl1 < 4 * ppl0
+
+
+def test_fused_expert_halves_are_patched_in_place(tiny_mixtral_fused_dir, tmp_path):
+    """One expert's gate half of a fused [E, 2I, H] tensor is rewritten; its up half and the rest stay bit-identical."""
+    src_file = next(tiny_mixtral_fused_dir.glob("*.safetensors"))
+    before = _read(src_file)
+    key = next(k for k in before if k.endswith("layers.0.mlp.experts.gate_up_proj"))
+    E, two_i, H = before[key].shape
+    report = tailscope.smooth(tiny_mixtral_fused_dir, tmp_path / "o", layers=(r"layers\.0\.mlp\.experts\.2\.gate_proj",),
+                              method="svd", percent=0.5, min_evals=1)
+    assert [(r["name"], r["kept_rank"]) for r in report.rows] == [("model.layers.0.mlp.experts.2.gate_proj", int(0.5 * min(two_i // 2, H)))]
+    after = _read(tmp_path / "o" / src_file.name)
+    gate = before[key][2, : two_i // 2]
+    U, s, Vt = np.linalg.svd(gate, full_matrices=False)
+    k = report.rows[0]["kept_rank"]
+    np.testing.assert_allclose(after[key][2, : two_i // 2], (U[:, :k] * s[:k]) @ Vt[:k], atol=2 * 2.0**-23 * np.abs(gate).max())
+    untouched = np.ones(after[key].shape, dtype=bool)
+    untouched[2, : two_i // 2] = False
+    assert np.array_equal(after[key][untouched], before[key][untouched])
+    assert all(np.array_equal(after[k2], before[k2]) for k2 in before if k2 != key)

@@ -376,3 +376,21 @@ def test_fused_expert_halves_are_patched_in_place(tiny_mixtral_fused_dir, tmp_pa
     untouched[2, : two_i // 2] = False
     assert np.array_equal(after[key][untouched], before[key][untouched])
     assert all(np.array_equal(after[k2], before[k2]) for k2 in before if k2 != key)
+
+
+@pytest.mark.parametrize("shape", [(300, 100), (200, 200), (500, 120)])
+def test_mp_fit_equals_weightwatcher(shape):
+    """Same MP sigma and spike count as weightwatcher's mp_fit (KDE + brute force + Nelder-Mead)."""
+    ww = pytest.importorskip("weightwatcher")
+    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+    from tailscope.fit.mpfit import mp_fit
+
+    rng = np.random.default_rng(sum(shape))
+    n, m = shape
+    for W in (rng.standard_normal(shape) / np.sqrt(n), rng.standard_t(3, size=shape) / np.sqrt(n),
+              rng.standard_normal(shape) / np.sqrt(n) + 6 * np.outer(rng.standard_normal(n), rng.standard_normal(m)) / np.sqrt(n * m)):
+        evals = np.sort(np.linalg.svd(W, compute_uv=False) ** 2)
+        ours = mp_fit(evals, n, m)
+        theirs = ww.WeightWatcher().mp_fit(evals, n, m, 1, "x", 0, 0, False, False, "/tmp", "blue", 0.5, True, evals, False)
+        assert ours.num_spikes == theirs[0]
+        assert ours.sigma == pytest.approx(theirs[1], rel=1e-9)

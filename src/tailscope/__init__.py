@@ -18,6 +18,7 @@ _LAZY = {
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
     "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
     "compare": ("tailscope.compare", "compare"),
+    "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

@@ -1,4 +1,4 @@
-"""Command line: `tailscope analyze|describe ...` (also `python -m tailscope`).
+"""Command line: `tailscope analyze|describe|probe|smooth ...` (also `python -m tailscope`).
 
 Errors that tailscope raises on purpose print one line and exit with code 2; `--debug` shows
 the traceback.
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
 
     add_probe_parser(sub)
+    from .smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
+
+    add_smooth_parser(sub, _layers)
     return parser
 
 

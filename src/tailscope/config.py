@@ -19,6 +19,7 @@ Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
 FixFingers = Literal["clip_xmax", "dragon_kings"]  # issue 3
 FitKind = Literal["PL", "TPL"]  # issue 3
+SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]  # issue 5
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -69,6 +70,8 @@ class AnalysisConfig:
             adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
         plot: write PNG figures (per layer and per model) to `plot_dir`.
         plot_dir: where the PNGs go; setting it turns `plot` on. Default ``./tailscope-plots``.
+        smooth_method: how `smooth` chooses the components to keep (see tailscope.smooth).
+        smooth_percent: fraction of the rank that ``smooth_method="svd"`` keeps, in (0, 1].
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -98,6 +101,9 @@ class AnalysisConfig:
     # issue 3b: plots
     plot: bool = False
     plot_dir: str | None = None
+    # issue 5: SVD smoothing (tailscope.smooth)
+    smooth_method: SmoothMethod = "detx"
+    smooth_percent: float = 0.8
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +124,10 @@ class AnalysisConfig:
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
         self._check_diagnostics()
+        _check_literal("smooth_method", self.smooth_method, SmoothMethod)  # issue 5
+        p = self.smooth_percent
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise ConfigError(f"Expected argument `percent` (smooth_percent) to be a float in (0, 1], but got {p!r}")
         if self.max_evals and self.min_evals > self.max_evals:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"

@@ -226,13 +226,35 @@ def _is_moe(config: Any) -> bool:
 
 
 def _add_tensor(state: dict[str, np.ndarray], path: Path, tensor: GGUFTensor, config: Any) -> None:
+    state[_hf_target(tensor.name, config)] = hf_array(path, tensor, config)
+
+
+def hf_array(path: str | Path, tensor: GGUFTensor, config: Any) -> np.ndarray:
+    """One GGUF tensor as float32 in HF layout (q/k rows un-permuted)."""
     values = GGUFLoader(str(path), tensor)()
     stem = tensor.name.split(".")[-2]
     if stem == "attn_q":
         values = unpermute_rows(values, config.num_attention_heads)
     elif stem == "attn_k":
         values = unpermute_rows(values, config.num_key_value_heads)
-    state[_hf_target(tensor.name, config)] = values
+    return values
+
+
+def hf_tensor_names(path: str | Path) -> tuple[Any, list[tuple[GGUFTensor, str]]]:
+    """HF config and (GGUF tensor, HF key) in file order, for streaming a dense GGUF tensor by tensor.
+
+    Stacked experts need merging across tensors (`gguf_to_hf`), so MoE files are refused here.
+    """
+    path = Path(path)
+    tensors, meta = read_gguf(path)
+    by_name = {t.name: t for t in tensors}
+    config = _build_config(path, meta, by_name)
+    if _is_moe(config):
+        raise InputError(path, "GGUF with stacked experts cannot be streamed tensor by tensor (use gguf_to_hf)")
+    unknown = [t.name for t in tensors if _hf_target(t.name, config) is None]
+    if unknown:
+        raise InputError(path, f"GGUF tensors with no Hugging Face counterpart (refusing to drop them): {_listing(unknown)}")
+    return config, [(t, _hf_target(t.name, config)) for t in tensors]
 
 
 def _merge_experts(state: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:

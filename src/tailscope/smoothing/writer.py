@@ -1,0 +1,126 @@
+"""Write smoothed tensors into safetensors files without holding more than one tensor in memory.
+
+safetensors layout: 8-byte little-endian header length, a JSON header (name -> dtype, shape,
+data_offsets relative to the data region), then the data region. Smoothing keeps every dtype and
+shape, so a smoothed shard has the same header and the same offsets as its source: the shard is
+copied byte for byte (untouched tensors stay bit-identical) and each smoothed tensor's bytes are
+overwritten in place. A GGUF source has no safetensors to copy; `StreamWriter` writes a new file
+from a list of (name, shape) whose data is then appended tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ..errors import InputError
+from ..sources.safetensors_reader import SafetensorsLoader
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt", ".ot", ".tflite")
+HF_SIDE_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+    "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+    "chat_template.jinja", "chat_template.json", "preprocessor_config.json",
+)
+
+
+def encode(values: np.ndarray, dtype: str) -> bytes:
+    """Little-endian bytes of `values` (float64) cast to a safetensors float dtype.
+
+    BF16 goes through float32 and rounds to nearest even (what torch's float32 -> bfloat16 does).
+    """
+    if dtype == "F64":
+        return np.ascontiguousarray(values, dtype="<f8").tobytes()
+    if dtype == "F32":
+        return np.ascontiguousarray(values, dtype="<f4").tobytes()
+    if dtype == "F16":
+        return np.ascontiguousarray(values, dtype="<f2").tobytes()
+    if dtype == "BF16":
+        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        return rounded.astype("<u2").tobytes()
+    raise ValueError(f"cannot write dtype {dtype}")
+
+
+def byte_range(loader: SafetensorsLoader) -> tuple[int, int]:
+    """(absolute offset, byte count) of what the loader reads: a tensor, an expert, or half of one."""
+    info = loader.info
+    itemsize = (info.end - info.begin) // max(int(np.prod(info.shape)), 1)
+    shape, begin = info.shape, info.begin
+    if loader.expert is not None:
+        shape = shape[1:]
+        begin += loader.expert * int(np.prod(shape)) * itemsize
+    count = int(np.prod(shape))
+    if loader.half is not None:
+        count //= 2
+        begin += loader.half * count * itemsize
+    return begin, count * itemsize
+
+
+def patch(fh: BinaryIO, offset: int, data: bytes, expected: int, name: str) -> None:
+    """Overwrite `expected` bytes at `offset` (the size check guards against a wrong range)."""
+    if len(data) != expected:
+        raise InputError(name, f"smoothed tensor has {len(data)} bytes where the file holds {expected}")
+    fh.seek(offset)
+    fh.write(data)
+
+
+def copy_side_files(src_dir: Path, dst_dir: Path, *, everything: bool) -> list[str]:
+    """Copy config/tokenizer/other non-weight files; `everything` copies subfolders and any name too."""
+    copied = []
+    for item in sorted(src_dir.iterdir()):
+        if item.name.startswith(".") or item.suffix.lower() in WEIGHT_SUFFIXES or item.name.endswith(".index.json"):
+            continue
+        if not everything and item.name not in HF_SIDE_FILES:
+            continue
+        target = dst_dir / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, ignore=shutil.ignore_patterns(*(f"*{s}" for s in WEIGHT_SUFFIXES)))
+        elif item.is_file():
+            shutil.copyfile(item, target)
+        else:
+            continue
+        copied.append(item.name)
+    return copied
+
+
+class StreamWriter:
+    """A safetensors file written in one pass: header from the planned tensors, then their data in order."""
+
+    def __init__(self, path: Path, tensors: list[tuple[str, tuple[int, ...]]], dtype: str = "F32") -> None:
+        itemsize = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}[dtype]
+        header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        self.sizes: dict[str, int] = {}
+        for name, shape in tensors:
+            size = int(np.prod(shape, dtype=np.int64)) * itemsize
+            header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+            self.sizes[name] = size
+            offset += size
+        raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        raw += b" " * (-len(raw) % 8)
+        self.order = [name for name, _ in tensors]
+        self.dtype = dtype
+        self.fh = open(path, "wb")
+        self.fh.write(struct.pack("<Q", len(raw)) + raw)
+        self.next = 0
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        """Append the next tensor (they must come in the planned order)."""
+        if self.order[self.next] != name:
+            raise ValueError(f"expected tensor {self.order[self.next]!r}, got {name!r}")
+        data = encode(values, self.dtype)
+        if len(data) != self.sizes[name]:
+            raise ValueError(f"tensor {name!r}: {len(data)} bytes, planned {self.sizes[name]}")
+        self.fh.write(data)
+        self.next += 1
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.next != len(self.order):
+            raise ValueError(f"only {self.next} of {len(self.order)} planned tensors were written")

@@ -383,7 +383,7 @@ def test_mp_fit_equals_weightwatcher(shape):
     """Same MP sigma and spike count as weightwatcher's mp_fit (KDE + brute force + Nelder-Mead)."""
     ww = pytest.importorskip("weightwatcher")
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
-    from tailscope.fit.mpfit import mp_fit
+    from tailscope.fit.mp import mp_fit
 
     rng = np.random.default_rng(sum(shape))
     n, m = shape

@@ -6,7 +6,7 @@ With W = U diag(s) V^T, s descending, the eigenvalues of W^T W are s^2. weightwa
 - ``svd``:       k = int(percent * M)                       (M = min(N, M) = number of eigenvalues)
 - ``detx``:      k = detX_num, the size of the TRACE-LOG tail (fit/detx.py)
 - ``alpha_min``: k = num_pl_spikes, the eigenvalues >= the power-law xmin (fit/powerlaw.py)
-- ``rmt``:       k = num_spikes, the eigenvalues above the fitted MP bulk edge + TW margin (fit/mpfit.py)
+- ``rmt``:       k = num_spikes, the eigenvalues above the fitted MP bulk edge + TW margin (fit/mp.py)
 
 `SVDSharpness` (``sharpen``) removes the top k components instead, k = the spikes above the MP
 bulk edge of the *element-shuffled* W (its ESD; weightwatcher shuffles, fits the MP law to the
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fit.detx import detx
-from ..fit.mpfit import mp_fit
+from ..fit.mp import mp_fit
 from ..fit.powerlaw import fit_power_law
 
 
@@ -67,7 +67,7 @@ def choose(sv: np.ndarray, shape: tuple[int, int], method: str, *, percent: floa
         return Choice(0, fit.n_tail, M, f"xmin={fit.xmin:.4g}")
     if method == "rmt":
         mp = mp_fit(evals, N, M)
-        return Choice(0, mp.num_spikes, M, f"MP bulk edge={mp.bulk_max / mp.scale:.4g}")
+        return Choice(0, mp.num_spikes, M, f"MP bulk edge={mp.bulk_max:.4g}")
     if method == "sharpen":
         if matrix is None:
             raise ValueError("sharpen needs the matrix itself (its shuffled ESD)")

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    # issue 9: durable, resumable results
+    a.add_argument("--results", help="append each finished row (fsync'ed) to this .jsonl file, or to one file per model in "
+                   "this directory; a rerun with the same path reuses the rows already there")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
@@ -61,7 +64,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
-    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args))
+    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, results=args.results, **_options(args))
     print(report.to_text())
     if args.out:
         print(f"wrote {report.save(args.out)}")

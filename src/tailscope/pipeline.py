@@ -13,6 +13,7 @@ import numpy as np
 from .config import AnalysisConfig
 from .fit.powerlaw import fit_power_law
 from .metrics import spectrum_columns
+from .report.store import open_store
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
 from .spectrum import NumericalError, compute_spectrum
@@ -83,13 +84,19 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     return row
 
 
+def model_key(source: Source) -> str:
+    """Which results file a model's rows go to: its resolved path (or its display name)."""
+    return str(source.path.resolve()) if source.path is not None else source.name
+
+
 def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Report:
     """Per-matrix spectral diagnostics of a model, one row per weight matrix.
 
     Args:
         model: a path (safetensors file or directory, sharded index, GGUF, .bin/.pt state dict),
             an ``nn.Module`` or a state dict.
-        config: an `AnalysisConfig`; keyword options override its fields.
+        config: an `AnalysisConfig`; keyword options override its fields (``results=PATH``
+            makes the run durable and resumable, see `AnalysisConfig`).
 
     Returns:
         A `Report` whose ``details`` DataFrame carries weightwatcher's columns.
@@ -108,7 +115,8 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
     device = resolve_device(cfg.device)
     source = open_source(model)
     selected, skipped = plan(source, cfg)
-    rows = list(run_serial(selected, cfg, device))
+    store = open_store(cfg.results, model_key(source), cfg)
+    rows = list(run_serial(selected, cfg, device, store))
     return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
 
 

@@ -66,6 +66,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, results=args.results, **_options(args))
     print(report.to_text())
+    if report.results_file:  # issue 9
+        new = len(report.details) - report.reused
+        print(f"results: {report.results_file} ({report.reused} rows reused, {new} new)", file=sys.stderr)
     if args.out:
         print(f"wrote {report.save(args.out)}")
     return 0

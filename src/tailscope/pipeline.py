@@ -117,7 +117,8 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, **options: Any)
     selected, skipped = plan(source, cfg)
     store = open_store(cfg.results, model_key(source), cfg)
     rows = list(run_serial(selected, cfg, device, store))
-    return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped)
+    stored = dict(results_file=str(store.path), reused=store.reused) if store else {}
+    return Report.from_rows(rows, source=source.name, config=cfg, skipped=skipped, **stored)
 
 
 def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any) -> Description:

@@ -51,11 +51,14 @@ class _Cursor:
             raise InputError(self.path, "truncated GGUF header")
         return struct.unpack(fmt, data)[0]
 
-    def string(self) -> str:
+    def string_length(self) -> int:
         length = self.unpack("<Q")
-        if length > self.size:
-            raise InputError(self.path, f"GGUF string length {length} exceeds the file size")
-        return self.fh.read(length).decode("utf-8", errors="replace")
+        if length > self.size - self.fh.tell():
+            raise InputError(self.path, f"GGUF string length {length} runs past the end of the file")
+        return length
+
+    def string(self) -> str:
+        return self.fh.read(self.string_length()).decode("utf-8", errors="replace")
 
     def value(self, vtype: int) -> Any:
         if vtype in _SCALARS:
@@ -74,7 +77,7 @@ class _Cursor:
             self.fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
         elif etype == _STRING:
             for _ in range(count):
-                self.fh.seek(self.unpack("<Q"), 1)
+                self.fh.seek(self.string_length(), 1)
         else:
             for _ in range(count):
                 self.value(etype)

@@ -13,6 +13,7 @@ converter, which leaves singular values unchanged.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
 
 
 def _finish(path: Path, size: int, data_start: int, name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> GGUFTensor:
-    n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    n_elements = math.prod(shape)  # Python ints: a corrupt dimension must not wrap around int64
     if ggml_type in _PLAIN:
         type_name = _PLAIN[ggml_type][1]
         n_bytes = n_elements * np.dtype(_PLAIN[ggml_type][0]).itemsize

@@ -104,10 +104,17 @@ def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
             key = cur.string()
             meta[key] = cur.value(cur.unpack("<I"))
         raw = [_tensor_info(cur) for _ in range(n_tensors)]
-        align = int(meta.get("general.alignment", 32)) or 32
+        align = _alignment(path, meta.get("general.alignment", 32))
         data_start = -(-fh.tell() // align) * align
     tensors = [_finish(path, size, data_start, *r) for r in raw]
     return tensors, meta
+
+
+def _alignment(path: Path, value: Any) -> int:
+    """general.alignment: a positive int (a string or array here is a corrupt file, not a crash)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(path, f"GGUF general.alignment {value!r} is not a positive integer")
+    return value
 
 
 def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:

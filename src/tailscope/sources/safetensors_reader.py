@@ -87,7 +87,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not isinstance(entry, dict):
         raise InputError(path, f"tensor '{name}': header entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise InputError(path, f"tensor '{name}': unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InputError(path, f"tensor '{name}': shape {shape!r} is not a list of non-negative ints")

@@ -10,6 +10,7 @@ file-backed and the kernel may drop them, so resident anonymous memory stays one
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -100,7 +101,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not 0 <= begin <= end <= data_size:
         raise InputError(path, f"tensor '{name}': data_offsets {offsets} out of range (data is {data_size} bytes)")
     itemsize = np.dtype(_DTYPES[dtype][0]).itemsize
-    expected = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
+    expected = math.prod(shape) * itemsize  # Python ints: a huge shape must not wrap around int64
     if end - begin != expected:
         raise InputError(
             path, f"tensor '{name}': {end - begin} bytes do not match dtype {dtype} x shape {shape} ({expected} bytes)"

@@ -19,7 +19,7 @@ class InputError(TailscopeError):
     def __init__(self, source: str | Path, problem: str) -> None:
         self.source = _one_line(str(source))
         self.problem = _one_line(problem)
-        super().__init__(f"{self.source}: {problem}")
+        super().__init__(f"{self.source}: {self.problem}")
 
 
 def _one_line(text: str) -> str:

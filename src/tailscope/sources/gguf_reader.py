@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from .refs import TensorEntry
-from .safetensors_reader import _mapped
+from .safetensors_reader import MAX_DIM, _mapped
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -123,6 +123,8 @@ def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
     if n_dims > MAX_DIMS:
         raise InputError(cur.path, f"tensor '{name}': {n_dims} dimensions")
     dims = tuple(cur.unpack("<Q") for _ in range(n_dims))
+    if any(d > MAX_DIM for d in dims):
+        raise InputError(cur.path, f"tensor '{name}': dimension {max(dims)} is impossibly large")
     return name, tuple(reversed(dims)), cur.unpack("<I"), cur.unpack("<Q")
 
 

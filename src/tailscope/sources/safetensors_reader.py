@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)
 
 # safetensors dtype -> (numpy dtype of the stored bytes, is floating point)
 _DTYPES: dict[str, tuple[str, bool]] = {
@@ -90,8 +91,8 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise InputError(path, f"tensor '{name}': unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InputError(path, f"tensor '{name}': shape {shape!r} is not a list of non-negative ints")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
+        raise InputError(path, f"tensor '{name}': shape {shape!r} is not a list of ints in [0, 2^53]")
     if (
         not isinstance(offsets, list) or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)

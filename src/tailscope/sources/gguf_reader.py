@@ -172,7 +172,8 @@ class GGUFLoader:
         gguf = require("gguf", "gguf")
         rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
         try:
-            out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
+            with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
+                out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
         except NotImplementedError as exc:
             raise InputError(self.path, f"tensor '{t.name}': cannot dequantize {t.type_name}: {exc}") from exc
         return np.ascontiguousarray(out, dtype=np.float32).reshape(shape)

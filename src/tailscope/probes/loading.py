@@ -29,7 +29,7 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
         transformers = require("transformers", "probe")
         _check_config_json(path)  # issue 9
         dtype = torch.float32 if device == "cpu" else "auto"
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=False)
         tok = _tokenizer(tokenizer or path)
     else:
         raise InputError(path, "expected a Hugging Face model directory or a .gguf file")

@@ -105,4 +105,4 @@ def test_hostile_rows_survive_the_results_file(tmp_path):
     tailscope.analyze(STATE, progress=False, min_evals=0, results=tmp_path / "r.jsonl")
     again = tailscope.analyze(STATE, progress=False, min_evals=0, results=tmp_path / "r.jsonl")
     assert again.reused == len(plain)
-    pd.testing.assert_frame_equal(again.details, plain)
+    pd.testing.assert_frame_equal(again.details, plain, check_exact=True)

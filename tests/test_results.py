@@ -51,8 +51,8 @@ def test_resume_reuses_rows_and_gives_the_same_table(tmp_path):
     plain = tailscope.analyze(model, progress=False)
     first = tailscope.analyze(model, progress=False, results=results)
     second = tailscope.analyze(model, progress=False, results=results)
-    pd.testing.assert_frame_equal(first.details, plain.details)
-    pd.testing.assert_frame_equal(second.details, plain.details)
+    pd.testing.assert_frame_equal(first.details, plain.details, check_exact=True)
+    pd.testing.assert_frame_equal(second.details, plain.details, check_exact=True)
     assert (first.reused, second.reused) == (0, 4)
     (only,) = results.iterdir()
     assert only == Path(first.results_file) and only.name.startswith("m.safetensors-")
@@ -69,7 +69,7 @@ def test_row_options_and_content_are_part_of_the_key(tmp_path):
     _model(model, 2, seed=1)  # same names, new weights
     changed = tailscope.analyze(model, progress=False, results=results)
     assert changed.reused == 0
-    pd.testing.assert_frame_equal(changed.details, tailscope.analyze(model, progress=False).details)
+    pd.testing.assert_frame_equal(changed.details, tailscope.analyze(model, progress=False).details, check_exact=True)
     assert len(_records(results)) == 6
 
 
@@ -82,7 +82,7 @@ def test_torn_and_garbage_lines_are_ignored_and_cut(tmp_path):
     results.write_bytes(lines[0] + b"\n" + b"not json\n" + lines[1][: len(lines[1]) // 2])
     resumed = tailscope.analyze(model, progress=False, results=results)
     assert resumed.reused == 1
-    pd.testing.assert_frame_equal(resumed.details, full.details)
+    pd.testing.assert_frame_equal(resumed.details, full.details, check_exact=True)
     raw = results.read_bytes().split(b"\n")[:-1]
     assert raw[1] == b"not json" and len(raw) == 4  # torn tail cut before appending
     assert [json.loads(r)["name"] for r in raw[:1] + raw[2:]] == ["layers.0.mlp.up_proj", "layers.1.mlp.up_proj", "layers.2.mlp.up_proj"]
@@ -136,7 +136,7 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path):
     assert len(names) == len(set(names)) == n  # no duplicated row
     assert names[: len(done)] == done
     uninterrupted = tailscope.analyze(model, progress=False).details
-    pd.testing.assert_frame_equal(tailscope.analyze(model, progress=False, results=results).details, uninterrupted)
+    pd.testing.assert_frame_equal(tailscope.analyze(model, progress=False, results=results).details, uninterrupted, check_exact=True)
     cli_table = pd.read_parquet(tmp_path / "out.parquet")
     assert list(cli_table["name"]) == list(uninterrupted["name"])
     for col in ("alpha", "D", "xmin", "lambda_max", "log_norm", "entropy"):
@@ -165,7 +165,7 @@ def test_four_concurrent_models_keep_separate_tables(tmp_path, layout):
         np.testing.assert_array_equal(got["alpha"].to_numpy(float), expected["alpha"].to_numpy(float))
         again = tailscope.analyze(model, progress=False, results=results)
         assert again.reused == len(expected)
-        pd.testing.assert_frame_equal(again.details, expected)
+        pd.testing.assert_frame_equal(again.details, expected, check_exact=True)
     files = sorted(results.iterdir()) if layout == "directory" else [results]
     assert len(files) == (4 if layout == "directory" else 1)
     records = [r for f in files for r in _records(f)]

@@ -238,3 +238,12 @@ def test_probe_config_json_not_json(tmp_path):
 
     with pytest.raises(tailscope.TailscopeError, match=r"config\.json.*not valid JSON"):
         load_for_probe(model)
+
+
+@pytest.mark.parametrize("shard", ["a\x00b", "x" * 5000, "", ".", "sub/"], ids=["nul-byte", "too-long", "empty", "dot", "dir"])
+def test_index_with_hostile_shard_names(st_seed, tmp_path, shard):
+    (tmp_path / "model.safetensors").write_bytes(st_seed)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"layers.0.ids": shard}}))
+    with pytest.raises(tailscope.TailscopeError, match=r"model\.safetensors\.index\.json: (shard|names shard)"):
+        tailscope.analyze(tmp_path, progress=False)

@@ -71,6 +71,19 @@ def gguf_bytes(tmp: Path) -> bytes:
     return path.read_bytes()
 
 
+def torch_bytes() -> bytes:
+    """A small torch.save zip checkpoint (read only through torch.load(weights_only=True))."""
+    import io
+
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    buf = io.BytesIO()
+    torch.save({"a.weight": torch.randn(12, 8, generator=gen), "b.weight": torch.randn(8, 10, generator=gen).half(),
+                "norm": torch.ones(3)}, buf)
+    return buf.getvalue()
+
+
 @st.composite
 def mutations(draw: st.DrawFn, size: int, hot: int) -> list[tuple]:
     """1-4 edits; positions favour the first `hot` bytes (the header)."""

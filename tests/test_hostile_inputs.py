@@ -19,11 +19,13 @@ from hypothesis import HealthCheck, given, settings
 import tailscope
 from fuzzing import (
     MAX_RSS_GROWTH_MB, check_file, edit_header, gguf_bytes, header_edits, mutate, mutations, rss_mb,
-    safetensors_bytes,
+    safetensors_bytes, torch_bytes,
 )
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCALE = float(os.environ.get("TAILSCOPE_FUZZ_SCALE", "1"))  # raise locally for a longer hunt
+ST_SEED = safetensors_bytes()
+TORCH_SEED = torch_bytes()
 
 
 def fuzz_settings(examples: int):  # noqa: ANN201
@@ -33,14 +35,29 @@ def fuzz_settings(examples: int):  # noqa: ANN201
                     suppress_health_check=list(HealthCheck))
 
 
+def _gguf_seed() -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return gguf_bytes(Path(tmp))
+
+
+GGUF_SEED = _gguf_seed()
+
+
 @pytest.fixture(scope="module")
 def st_seed() -> bytes:
-    return safetensors_bytes()
+    return ST_SEED
 
 
 @pytest.fixture(scope="module")
-def gguf_seed(tmp_path_factory) -> bytes:
-    return gguf_bytes(tmp_path_factory.mktemp("gguf-seed"))
+def gguf_seed() -> bytes:
+    return GGUF_SEED
+
+
+@pytest.fixture(scope="module")
+def torch_seed() -> bytes:
+    return TORCH_SEED
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +82,7 @@ def test_seed_files_are_valid(st_seed, gguf_seed, case_dir):
     assert len(gg) == 3 + 2 and set(gg["status"]) <= {"success", "failed"}
 
 
-@given(ops=mutations(1304, 400))
+@given(ops=mutations(len(ST_SEED), 400))  # the JSON header is the first ~400 bytes
 @fuzz_settings(1500)
 def test_mutated_safetensors_bytes(st_seed, case_dir, ops):
     path = case_dir / "bytes.safetensors"
@@ -84,7 +101,7 @@ def test_hostile_safetensors_headers(st_seed, case_dir, edits):
     check_file(path)
 
 
-@given(ops=mutations(1440, 700))
+@given(ops=mutations(len(GGUF_SEED), 700))  # metadata and tensor infos come first
 @fuzz_settings(1500)
 def test_mutated_gguf_bytes(gguf_seed, case_dir, ops):
     path = case_dir / "bytes.gguf"
@@ -92,8 +109,17 @@ def test_mutated_gguf_bytes(gguf_seed, case_dir, ops):
     check_file(path)
 
 
-def test_seed_sizes_match_the_strategies(st_seed, gguf_seed):
-    assert len(st_seed) == 1304 and len(gguf_seed) == 1440
+@given(ops=mutations(len(TORCH_SEED), len(TORCH_SEED)))
+@fuzz_settings(400)
+def test_mutated_torch_checkpoint_bytes(torch_seed, case_dir, ops):
+    path = case_dir / "bytes.bin"
+    path.write_bytes(mutate(torch_seed, ops))
+    check_file(path)
+
+
+def test_torch_seed_is_valid(torch_seed, case_dir):
+    (case_dir / "seed.bin").write_bytes(torch_seed)
+    assert len(tailscope.analyze(case_dir / "seed.bin", progress=False, min_evals=0).details) == 2
 
 
 # -- explicit malformations: one line, the file and the problem, exit code 2 ---------------------

@@ -3,12 +3,11 @@
     PYTHONPATH=src python bench/bench_gguf_hf.py [FILE.gguf]
 
 Prints both load times, their ratio, the tokenizer load time and the largest logit difference.
-Default file: SmolLM2-135M-Instruct.Q4_1.gguf from $TAILSCOPE_MODELS (or ~/.cache/tailscope/models).
+Default file: SmolLM2-135M-Instruct.Q4_1.gguf, fetched by tools/fetch_models.py (cache: $TAILSCOPE_MODELS or .cache/models).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,13 @@ from tailscope.sources.gguf_hf import load_hf_causal_lm, load_tokenizer
 
 
 def main() -> None:
-    default = Path(os.environ.get("TAILSCOPE_MODELS", Path.home() / ".cache/tailscope/models")) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default
+    if len(sys.argv) > 1:
+        path = Path(sys.argv[1])
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        from fetch_models import fetch  # type: ignore[import-not-found]
+
+        path = fetch("smollm2")
     t0 = time.perf_counter()
     ours = load_hf_causal_lm(path)
     t1 = time.perf_counter()

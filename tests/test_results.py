@@ -65,12 +65,13 @@ def test_row_options_and_content_are_part_of_the_key(tmp_path):
     tailscope.analyze(model, progress=False, results=results)
     other = tailscope.analyze(model, progress=False, results=results, evals_thresh=1e-3)
     assert other.reused == 0  # a row option changed: recomputed
+    assert tailscope.analyze(model, progress=False, results=results, detx=True).reused == 0  # diagnostics too
     assert tailscope.analyze(model, progress=False, results=results, layers=["layers.1"]).reused == 1  # selection is not
     _model(model, 2, seed=1)  # same names, new weights
     changed = tailscope.analyze(model, progress=False, results=results)
     assert changed.reused == 0
     pd.testing.assert_frame_equal(changed.details, tailscope.analyze(model, progress=False).details, check_exact=True)
-    assert len(_records(results)) == 6
+    assert len(_records(results)) == 8
 
 
 def test_torn_and_garbage_lines_are_ignored_and_cut(tmp_path):
@@ -175,3 +176,13 @@ def test_four_concurrent_models_keep_separate_tables(tmp_path, layout):
             model = next(m for m in models if f.name.startswith(m.name))
             own = {content_digest(ref.load()) for ref in open_source(model).refs() if ref.skip_reason is None}
             assert {r["content"] for r in _records(f)} == own and len(own) == 8
+
+
+def test_rows_with_every_diagnostic_round_trip_exactly(tmp_path):
+    model = _model(tmp_path / "m.safetensors", 2, seed=5, shape=(150, 100))
+    options = dict(detx=True, randomize=True, mp_fit=True, fix_fingers="clip_xmax", dragon_kings=True, bootstrap=5, fit="TPL")
+    plain = tailscope.analyze(model, progress=False, **options).details
+    tailscope.analyze(model, progress=False, results=tmp_path / "r.jsonl", **options)
+    again = tailscope.analyze(model, progress=False, results=tmp_path / "r.jsonl", **options)
+    assert again.reused == 2 and len(plain.columns) > 45
+    pd.testing.assert_frame_equal(again.details, plain, check_exact=True)

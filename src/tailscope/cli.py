@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    _diagnostic_flags(a)
     # issue 9: durable, resumable results
     a.add_argument("--results", help="append each finished row (fsync'ed) to this .jsonl file, or to one file per model in "
                    "this directory; a rerun with the same path reuses the rows already there")
@@ -57,6 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # issue 3: diagnostics
+    g = a.add_argument_group("diagnostics (each adds columns)")
+    g.add_argument("--fix-fingers", nargs="?", const="clip_xmax", default=None, choices=("clip_xmax",),
+                   help="refit without the top outlier eigenvalues (weightwatcher's clip_xmax): raw_alpha, num_fingers")
+    g.add_argument("--max-fingers", type=int, default=10, help="bound of the finger search (default 10)")
+    g.add_argument("--detx", action="store_true", help="TRACE-LOG (detX) tail: detX_num, detX_val, delta_lambda")
+    g.add_argument("--randomize", action="store_true", help="ESD of W with shuffled entries: rand_distance, num_traps, ...")
+    g.add_argument("--mp-fit", action="store_true", help="Marchenko-Pastur fit of the bulk: num_spikes, mp_softrank, bulk_max")
+    g.add_argument("--fit", choices=("PL", "TPL"), default="PL", help="TPL adds a truncated power law and PL/TPL/lognormal tests")
+    g.add_argument("--dragon-kings", action="store_true", help="Dragon-King test of the largest eigenvalues: dk_pvalue, dk_count")
+    g.add_argument("--bootstrap", type=int, default=0, metavar="N", help="N resamples for a CI of alpha: alpha_lo, alpha_hi")
+    g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap CI (default 0.95)")
+
+
+def _diagnostic_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(fix_fingers=args.fix_fingers, max_fingers=args.max_fingers, detx=args.detx, randomize=args.randomize,
+                mp_fit=args.mp_fit, fit=args.fit, dragon_kings=args.dragon_kings, bootstrap=args.bootstrap,
+                confidence=args.confidence)
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, conv2d=args.conv2d)
 
@@ -64,7 +85,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
-    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, results=args.results, **_options(args))
+    report = analyze(args.path, device=args.device, seed=args.seed, progress=not args.quiet, **_options(args),
+                     **_diagnostic_options(args), results=args.results)
     print(report.to_text())
     if report.results_file:  # issue 9
         new = len(report.details) - report.reused

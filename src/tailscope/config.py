@@ -17,6 +17,8 @@ from .errors import ConfigError
 
 Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
+FixFingers = Literal["clip_xmax"]  # issue 3
+FitKind = Literal["PL", "TPL"]  # issue 3
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -46,6 +48,21 @@ class AnalysisConfig:
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
+        inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
+            W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
+        fix_fingers: ``"clip_xmax"`` refits with up to `max_fingers` - 1 top eigenvalues removed
+            (weightwatcher's rule, see `tailscope.fit.fingers`); adds raw_alpha, num_fingers.
+        max_fingers: bound of the finger search (weightwatcher's default 10).
+        detx: add the TRACE-LOG (detX) columns detX_num, detX_val, detX_val_rescaled,
+            delta_lambda, delta_log10_lambda.
+        randomize: add rand_distance, max_rand_eval, num_traps, rand_mp_edge from the spectrum of W
+            with its entries shuffled (seeded by `seed` and the layer id).
+        mp_fit: add num_spikes, mp_softrank, bulk_max, sigma_mp (weightwatcher's MP fit of the bulk).
+        fit: ``"TPL"`` adds a truncated power law and the likelihood-ratio tests PL vs TPL and
+            PL vs lognormal on the same tail; alpha stays the power-law alpha.
+        dragon_kings: add dk_pvalue, dk_count (see `tailscope.fit.dragon`).
+        bootstrap: number of bootstrap resamples for alpha_lo, alpha_hi (0 = off).
+        confidence: level of the bootstrap interval; 1 - confidence is the Dragon-King test level.
         results: durable results (issue 9): a ``.jsonl`` file, or a directory holding one such
             file per model. Each finished row is appended and fsync'ed; a rerun with the same
             path reuses the rows already there (same tensor name, content and row options).
@@ -62,6 +79,17 @@ class AnalysisConfig:
     evals_thresh: float = 1e-5
     tolerance: float = 1e-6
     progress: bool = True
+    inverse: bool = False
+    # issue 3: diagnostics (each adds its columns only when on)
+    fix_fingers: FixFingers | None = None
+    max_fingers: int = 10
+    detx: bool = False
+    randomize: bool = False
+    mp_fit: bool = False
+    fit: FitKind = "PL"
+    dragon_kings: bool = False
+    bootstrap: int = 0
+    confidence: float = 0.95
     # issue 9: durable, resumable results
     results: str | os.PathLike | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
@@ -81,12 +109,26 @@ class AnalysisConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
+        self._check_diagnostics()
         if self.max_evals and self.min_evals > self.max_evals:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
         _check_results(self.results)  # issue 9
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
+
+    def _check_diagnostics(self) -> None:  # issue 3
+        if self.fix_fingers is not None:
+            _check_literal("fix_fingers", self.fix_fingers, FixFingers)
+        _check_int("max_fingers", self.max_fingers, minimum=1)
+        _check_literal("fit", self.fit, FitKind)
+        _check_int("bootstrap", self.bootstrap, minimum=0)
+        for name in ("detx", "randomize", "mp_fit", "dragon_kings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Expected argument `{name}` to be True or False, but got {getattr(self, name)!r}")
+        c = self.confidence
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 < c < 1.0:
+            raise ConfigError(f"Expected argument `confidence` to be a float in (0, 1), but got {c!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":

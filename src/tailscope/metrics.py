@@ -27,6 +27,16 @@ COLUMNS = (
     "log_alpha_norm", "stable_rank", "entropy", "matrix_rank", "rank_loss", "weak_rank_loss",
     "has_esd", "status", "warning", "reason",
 )
+# issue 3: diagnostic columns (present only when their option is on), ordered after the fit
+# columns and before has_esd/status
+DIAGNOSTIC_COLUMNS = (
+    "raw_alpha", "num_fingers", "alpha_lo", "alpha_hi", "dk_pvalue", "dk_count",
+    "detX_num", "detX_val", "detX_val_rescaled", "delta_lambda", "delta_log10_lambda",
+    "num_spikes", "mp_softrank", "bulk_max", "bulk_min", "sigma_mp", "W_scale",
+    "rand_distance", "max_rand_eval", "num_traps", "rand_mp_edge", "rand_num_spikes", "rand_mp_softrank",
+    "rand_bulk_max", "rand_bulk_min", "rand_sigma_mp", "rand_W_scale",
+    "tpl_alpha", "tpl_lambda", "llr_pl_tpl", "p_pl_tpl", "llr_pl_lognormal", "p_pl_lognormal",
+)
 
 
 def warning_for(alpha: float) -> str:

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from .config import AnalysisConfig
-from .fit.powerlaw import fit_power_law
+from .errors import ConfigError
+from .diagnostics import optional_columns, primary_fit, shuffled_eigenvalues
 from .metrics import spectrum_columns
 from .report.store import open_store
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
-from .spectrum import NumericalError, compute_spectrum
+from .spectrum import NumericalError, compute_spectrum, inverted
 from .executors import run_serial
 from .transforms import to_matrices
 
@@ -77,10 +78,14 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
         spec = compute_spectrum(mats, row["N"], device)
         if spec.evals[-1] <= 0:
             raise NumericalError("all eigenvalues are zero (the matrix is zero)")
+        if config.inverse:
+            spec = inverted(spec)
     except NumericalError as exc:
         row.update(has_esd=False, status="failed", reason=str(exc), warning="")
         return row
-    row.update(spectrum_columns(spec, fit_power_law(spec.evals, thresh=config.evals_thresh), config.tolerance))
+    fit, finger_columns = primary_fit(spec.evals, config)
+    row.update(spectrum_columns(spec, fit, config.tolerance), **finger_columns)
+    row.update(optional_columns(mats, spec, fit, row, config, device))
     return row
 
 
@@ -143,3 +148,26 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         row.update(analyzed=reason is None, skip_reason=reason or "")
         rows.append(row)
     return Description.from_rows(rows, source=source.name, metadata=source.metadata)
+
+
+def layer_eigenvalues(model: Any, layer: int | str, *, randomize: bool = False, seed: int = 0) -> np.ndarray:
+    """Ascending eigenvalues of W^T W for one matrix, chosen by layer_id or name.
+
+    With `randomize`, W's entries are shuffled first, exactly as `randomize=True` shuffles them.
+
+    >>> import numpy as np
+    >>> layer_eigenvalues({"fc.weight": np.diag([1.0, 2.0, 3.0])}, "fc").tolist()
+    [1.0, 4.0, 9.0]
+    """
+    source = open_source(model)
+    refs = [r for r in source.refs() if layer in (r.layer_id, r.name, r.longname)]
+    if not refs:
+        raise ConfigError(f"{source.name}: no matrix with layer_id or name {layer!r}")
+    ref = refs[0]
+    geo = geometry(ref.kind, ref.shape, "slices")
+    if geo is None:
+        raise ConfigError(f"{source.name}: {ref.name} is not a matrix (shape {ref.shape})")
+    mats = to_matrices(ref.load(), ref.kind, "slices", True)
+    if randomize:
+        return shuffled_eigenvalues(mats, (seed, ref.layer_id))[0]
+    return compute_spectrum(mats, geo.N).evals

@@ -14,6 +14,7 @@ matrix by SVD, and otherwise its rank is full by construction.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,3 +107,18 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
         rank_loss=sum(_rank_loss(p, n) for p in parts),
         N=n,
     )
+
+
+def inverted(spec: Spectrum) -> Spectrum:
+    """The ESD of (W^T W)^-1: eigenvalues 1/lambda, zero ones dropped.
+
+    weightwatcher inverts inside its loop over Conv2D slices, so a pooled layer's earlier slices
+    are inverted again with each later one; here the pooled eigenvalues are inverted once.
+    The singular-value facts (sv_max, sv_min, rank_loss) stay those of W, as in weightwatcher.
+
+    >>> s = inverted(Spectrum(np.array([0.0, 0.5, 4.0]), 2.0, 0.0, 1, 10))
+    >>> s.evals.tolist()
+    [0.25, 2.0]
+    """
+    positive = spec.evals[spec.evals > 0]
+    return dataclasses.replace(spec, evals=np.sort(1.0 / positive))

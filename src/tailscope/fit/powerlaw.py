@@ -10,10 +10,12 @@ eigenvalues x_i <= ... <= x_{N-1} as the tail:
 and xmin is the x_i of smallest D_i (the first on ties). weightwatcher's empirical CDF starts at
 0, i.e. (j - i) / n, so D is measured against the lower step only; we keep that definition so
 that D and the chosen xmin agree. With fewer than 20 eigenvalues it switches to a bias-corrected
-estimator, alpha = 1 + (n - 1) / sum log(x_j / x_i), tails of at least 8 points, and chooses
-xmin by D_i - 0.868 / sqrt(n), or takes the whole sample when no tail has 8 points (its small-N
-path, reproduced here; in that fallback weightwatcher's sigma is computed from a placeholder alpha of
-0 and comes out negative, ours is (alpha - 1) / sqrt(n)).
+estimator, alpha = 1 + (n - 1) / sum log(x_j / x_i), on tails of at least 8 points, or takes the
+whole sample when no tail has 8 points (its small-N path, reproduced here; in that fallback
+weightwatcher's sigma is computed from a placeholder alpha of 0 and comes out negative, ours is
+(alpha - 1) / sqrt(n)). Its small-N routine ranks xmin by J = D_i - 0.868 / sqrt(n), but the
+WWFit constructor then re-selects the smallest D_i, overriding J; what weightwatcher reports is
+that smallest-D choice, so that is the rule we keep.
 
 The scan is vectorized: all alpha_i from suffix sums of log x; the D_i in row blocks of a
 (candidates x points) matrix, so the cost is N^2/2 exponentials with no Python loop per xmin.
@@ -109,11 +111,7 @@ def fit_power_law(evals: np.ndarray, *, thresh: float = 1e-5) -> PowerLawFit:
         valid = long_enough if long_enough.any() else valid & (np.arange(valid.size) == 0)
     ds = _ks_distances(logs, alphas, valid)
     sigmas = (alphas - 1.0) / np.sqrt(tail_sizes)
-    if small:
-        objective = np.where(valid, ds - 0.868 / np.sqrt(tail_sizes), np.inf)
-        best = int(np.argmin(objective)) if np.isfinite(objective).any() else 0
-    else:
-        best = int(np.argmin(ds))
+    best = int(np.argmin(ds))
     if not np.isfinite(alphas[best]):
         return failed_fit("degenerate tail: alpha is not finite")
     return PowerLawFit(

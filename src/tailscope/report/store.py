@@ -9,14 +9,15 @@ serialized with `flock`, so even two runs of one model stay line-atomic).
 
 A row is reused only when all of its key matches: the tensor's name, a blake2b hash of its
 content (the decoded float32 values, shape included, a lossless function of the stored bytes) and
-a hash of the options that change a row's numbers (`ROW_OPTIONS`, the tailscope version and the
-record schema). Selection options (`layers`, `min_evals`, ...) only decide which rows exist, so
-they are not part of the key. The columns that describe the row's position (`layer_id`, ...) are
+a hash of every option that can change a row's numbers (all but `NOT_ROW_OPTIONS`), the tailscope
+version and the record schema. Selection options (`layers`, `min_evals`, ...) only decide which
+rows exist, so they are not part of the key. The columns that describe the row's position (`layer_id`, ...) are
 recomputed on every run and overwrite the stored ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -31,7 +32,9 @@ from ..errors import InputError
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
-ROW_OPTIONS = ("conv2d", "conv2d_norm", "device", "seed", "evals_thresh", "tolerance")
+# options that only decide which rows exist, or how the run is shown/stored; every other option
+# (present or future) is assumed to change a row's numbers and is part of the key
+NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results"})
 _TAIL_CHUNK = 1 << 16
 
 Key = tuple[str, str, str]
@@ -49,7 +52,8 @@ def options_digest(config: Any) -> str:
     """Hash of the options (and code version) that change a row's numbers."""
     from .. import __version__
 
-    values = {name: getattr(config, name) for name in ROW_OPTIONS}
+    names = [f.name for f in dataclasses.fields(config) if not f.name.startswith("_") and f.name not in NOT_ROW_OPTIONS]
+    values = {name: getattr(config, name) for name in names}
     values.update(version=__version__, schema=SCHEMA)
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

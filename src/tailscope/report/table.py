@@ -10,15 +10,22 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigError, InputError
-from ..metrics import COLUMNS
+from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
-TERMINAL_COLUMNS = ("layer_id", "name", "role", "layer", "shape", "alpha", "D", "xmin", "num_pl_spikes", "lambda_max", "warning")
+TERMINAL_COLUMNS = (
+    "layer_id", "name", "role", "layer", "shape", "alpha", "D", "xmin", "num_pl_spikes", "lambda_max",
+    # issue 3: shown when their option is on
+    "raw_alpha", "num_fingers", "alpha_lo", "alpha_hi", "dk_pvalue", "detX_num", "num_spikes",
+    "rand_distance", "num_traps", "tpl_alpha", "p_pl_tpl", "warning",
+)
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:
-    lead = [c for c in COLUMNS if c in df.columns]
+    cut = COLUMNS.index("has_esd")
+    order = COLUMNS[:cut] + DIAGNOSTIC_COLUMNS + COLUMNS[cut:]
+    lead = [c for c in order if c in df.columns]
     return df[lead + [c for c in df.columns if c not in lead]]
 
 

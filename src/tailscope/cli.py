@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--html", help="also write a self-contained HTML report to this file")
     # issue 3b: plots
     a.add_argument("--plots", metavar="DIR", help="write PNG figures (per layer and per model) to DIR")
+    # issue 9: durable, resumable results
+    a.add_argument("--results", help="append each finished row (fsync'ed) to this .jsonl file, or to one file per model in "
+                   "this directory; a rerun with the same path reuses the rows already there")
     a.set_defaults(run=_run_analyze)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
@@ -112,10 +115,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
-                     progress=not args.quiet, plot_dir=args.plots, **_options(args), **_diagnostic_options(args))
+                     progress=not args.quiet, plot_dir=args.plots, results=args.results, **_options(args),
+                     **_diagnostic_options(args))
     print(report.to_text())
     if args.plots:  # issue 3b
         print(f"plots in {args.plots}")
+    if report.results_file:  # issue 9
+        new = len(report.details) - report.reused
+        print(f"results: {report.results_file} ({report.reused} rows reused, {new} new)", file=sys.stderr)
     if args.out:
         print(f"wrote {report.save(args.out)}")
     if args.html:  # issue 4

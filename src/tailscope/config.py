@@ -72,6 +72,9 @@ class AnalysisConfig:
         plot_dir: where the PNGs go; setting it turns `plot` on. Default ``./tailscope-plots``.
         smooth_method: how `smooth` chooses the components to keep (see tailscope.smooth).
         smooth_percent: fraction of the rank that ``smooth_method="svd"`` keeps, in (0, 1].
+        results: durable results (issue 9): a ``.jsonl`` file, or a directory holding one such
+            file per model. Each finished row is appended and fsync'ed; a rerun with the same
+            path reuses the rows already there (same tensor name, content and row options).
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -104,6 +107,8 @@ class AnalysisConfig:
     # issue 5: SVD smoothing (tailscope.smooth)
     smooth_method: SmoothMethod = "detx"
     smooth_percent: float = 0.8
+    # issue 9: durable, resumable results
+    results: str | os.PathLike | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +137,7 @@ class AnalysisConfig:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
+        _check_results(self.results)  # issue 9
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
         # issue 3b: plots
         if not isinstance(self.plot, bool):
@@ -222,6 +228,20 @@ def _check_literal(name: str, value: Any, kind: Any) -> None:
     allowed = get_args(kind)
     if value not in allowed:
         raise ConfigError(f"Expected argument `{name}` to be one of {allowed}, but got {value!r}")
+
+
+def _check_results(value: Any) -> None:
+    """issue 9: a .jsonl file that is not a directory, or a directory (created on first use)."""
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"Expected argument `results` to be a path (a .jsonl file or a directory), but got {value!r}")
+    path = os.fspath(value)
+    is_jsonl = str(path).endswith(".jsonl")
+    if is_jsonl and os.path.isdir(path):
+        raise ConfigError(f"Expected argument `results` {str(path)!r} to be a .jsonl file, but it is a directory")
+    if not is_jsonl and os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"Expected argument `results` {str(path)!r} to be a directory or to end in .jsonl, but it is a file")
 
 
 def _closest(word: str, candidates: set[str]) -> str | None:

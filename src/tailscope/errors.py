@@ -17,9 +17,16 @@ class InputError(TailscopeError):
     """A file or object cannot be read: the message names the file and the problem."""
 
     def __init__(self, source: str | Path, problem: str) -> None:
-        self.source = str(source)
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}")
+        self.source = _one_line(str(source))
+        self.problem = _one_line(problem)
+        super().__init__(f"{self.source}: {self.problem}")
+
+
+def _one_line(text: str) -> str:
+    """Escape control characters (a hostile file's tensor names may hold newlines) and cap the
+    length, so an error stays one readable line."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 600 else text[:600] + "..."
 
 
 class MissingDependencyError(TailscopeError, ImportError):

@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .diagnostics import optional_columns, primary_fit, shuffled_eigenvalues
 from .fit.powerlaw import PowerLawFit
 from .metrics import spectrum_columns
+from .report.store import open_store
 from .report.table import Description, Report
 from .sources import MatrixRef, Source, geometry, open_source
 from .spectrum import NumericalError, Spectrum, compute_spectrum, inverted
@@ -116,13 +117,19 @@ def plot_layer(
     )
 
 
+def model_key(source: Source) -> str:
+    """Which results file a model's rows go to: its resolved path (or its display name)."""
+    return str(source.path.resolve()) if source.path is not None else source.name
+
+
 def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = None, **options: Any) -> Report:
     """Per-matrix spectral diagnostics of a model, one row per weight matrix.
 
     Args:
         model: a path (safetensors file or directory, sharded index, GGUF, .bin/.pt state dict),
             an ``nn.Module`` or a state dict.
-        config: an `AnalysisConfig`; keyword options override its fields.
+        config: an `AnalysisConfig`; keyword options override its fields (``results=PATH``
+            makes the run durable and resumable, see `AnalysisConfig`).
         base: a base model (anything `model` can be). Without ``peft``: analyze W - W_base for
             every matrix of both (a fine-tune's delta), streamed pair by pair. With ``peft``:
             analyze the adapter and add each adapted base layer's alpha as ``base_alpha``.
@@ -152,11 +159,13 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
         from .delta import delta_refs, open_base
 
         selected = delta_refs(source, open_base(base), selected, cfg, lambda r: skip_reason(r, cfg) is None)
-    rows = list(run_serial(selected, cfg, device))
+    store = open_store(cfg.results, model_key(source), cfg)  # issue 9
+    rows = list(run_serial(selected, cfg, device, store))
     if base is not None and cfg.peft:
         add_base_alpha(rows, base, cfg, device)
+    stored = dict(results_file=str(store.path), reused=store.reused) if store else {}
     report = Report.from_rows(rows, source=source.name + (f" - {base}" if base is not None and not cfg.peft else ""),
-                              config=cfg, skipped=skipped)
+                              config=cfg, skipped=skipped, **stored)
     if cfg.plot_target:  # issue 3b
         from .plots.files import write_model_plots
 

@@ -27,12 +27,28 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
         tok = _tokenizer(tokenizer) if tokenizer else load_tokenizer(path)
     elif path.is_dir():
         transformers = require("transformers", "probe")
+        _check_config_json(path)  # issue 9
         dtype = torch.float32 if device == "cpu" else "auto"
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=False)
         tok = _tokenizer(tokenizer or path)
     else:
         raise InputError(path, "expected a Hugging Face model directory or a .gguf file")
     return model.to(device).eval(), tok
+
+
+def _check_config_json(model_dir: Path) -> None:
+    """issue 9: a config.json that is not a JSON object is named here, not deep in transformers."""
+    import json
+
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise InputError(model_dir, "no config.json: expected a Hugging Face model directory or a .gguf file")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(config, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(config, f"not a JSON object (found {type(data).__name__})")
 
 
 def _tokenizer(where: str | Path) -> Any:

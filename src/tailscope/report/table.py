@@ -56,6 +56,9 @@ class Report:
     source: str = ""
     config: Any = None
     skipped: list[tuple[Any, str]] = field(default_factory=list, repr=False)
+    # issue 9: the durable results file of this run and how many rows were reused from it
+    results_file: str | None = None
+    reused: int = 0
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Report":

@@ -79,10 +79,20 @@ def _open_path(path: Path, start_id: int) -> Source:
 
 def _inside(root: Path, candidate: Path) -> Path:
     """Refuse files that resolve outside the model directory (symlinks, '../' in an index)."""
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # NUL byte, name too long, symlink loop
+        raise InputError(candidate, f"cannot resolve the path ({type(exc).__name__}: {exc})") from None
     if not resolved.is_relative_to(root.resolve()):
         raise InputError(candidate, f"resolves outside the model directory {root} ({resolved}); refusing to read it")
     return resolved
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # e.g. a name too long for the filesystem
+        return False
 
 
 def _open_dir(path: Path, start_id: int) -> Source:
@@ -118,9 +128,12 @@ def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[st
     for key, shard in weight_map.items():
         if not isinstance(shard, str):
             raise InputError(index, f"shard of '{key}' is not a file name")
-        shard_path = _inside(root, root / shard)
-        if not shard_path.exists():
-            raise InputError(index, f"names shard '{shard}' which does not exist")
+        try:
+            shard_path = _inside(root, root / shard)
+        except InputError as exc:
+            raise InputError(index, f"shard '{shard}': {exc.problem}") from None
+        if not _is_file(shard_path):
+            raise InputError(index, f"names shard '{shard}' which does not exist or is not a file")
         order.setdefault(shard_path, []).append(key)
     files = sorted(order)
     return files, order

@@ -13,6 +13,7 @@ converter, which leaves singular values unchanged.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from .refs import TensorEntry
-from .safetensors_reader import _mapped
+from .safetensors_reader import MAX_DIM, _mapped
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -51,11 +52,14 @@ class _Cursor:
             raise InputError(self.path, "truncated GGUF header")
         return struct.unpack(fmt, data)[0]
 
-    def string(self) -> str:
+    def string_length(self) -> int:
         length = self.unpack("<Q")
-        if length > self.size:
-            raise InputError(self.path, f"GGUF string length {length} exceeds the file size")
-        return self.fh.read(length).decode("utf-8", errors="replace")
+        if length > self.size - self.fh.tell():
+            raise InputError(self.path, f"GGUF string length {length} runs past the end of the file")
+        return length
+
+    def string(self) -> str:
+        return self.fh.read(self.string_length()).decode("utf-8", errors="replace")
 
     def value(self, vtype: int) -> Any:
         if vtype in _SCALARS:
@@ -74,7 +78,7 @@ class _Cursor:
             self.fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
         elif etype == _STRING:
             for _ in range(count):
-                self.fh.seek(self.unpack("<Q"), 1)
+                self.fh.seek(self.string_length(), 1)
         else:
             for _ in range(count):
                 self.value(etype)
@@ -100,10 +104,17 @@ def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
             key = cur.string()
             meta[key] = cur.value(cur.unpack("<I"))
         raw = [_tensor_info(cur) for _ in range(n_tensors)]
-        align = int(meta.get("general.alignment", 32)) or 32
+        align = _alignment(path, meta.get("general.alignment", 32))
         data_start = -(-fh.tell() // align) * align
     tensors = [_finish(path, size, data_start, *r) for r in raw]
     return tensors, meta
+
+
+def _alignment(path: Path, value: Any) -> int:
+    """general.alignment: a positive int (a string or array here is a corrupt file, not a crash)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(path, f"GGUF general.alignment {value!r} is not a positive integer")
+    return value
 
 
 def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
@@ -112,11 +123,13 @@ def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
     if n_dims > MAX_DIMS:
         raise InputError(cur.path, f"tensor '{name}': {n_dims} dimensions")
     dims = tuple(cur.unpack("<Q") for _ in range(n_dims))
+    if any(d > MAX_DIM for d in dims):
+        raise InputError(cur.path, f"tensor '{name}': dimension {max(dims)} is impossibly large")
     return name, tuple(reversed(dims)), cur.unpack("<I"), cur.unpack("<Q")
 
 
 def _finish(path: Path, size: int, data_start: int, name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> GGUFTensor:
-    n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    n_elements = math.prod(shape)  # Python ints: a corrupt dimension must not wrap around int64
     if ggml_type in _PLAIN:
         type_name = _PLAIN[ggml_type][1]
         n_bytes = n_elements * np.dtype(_PLAIN[ggml_type][0]).itemsize
@@ -159,7 +172,8 @@ class GGUFLoader:
         gguf = require("gguf", "gguf")
         rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
         try:
-            out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
+            with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
+                out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
         except NotImplementedError as exc:
             raise InputError(self.path, f"tensor '{t.name}': cannot dequantize {t.type_name}: {exc}") from exc
         return np.ascontiguousarray(out, dtype=np.float32).reshape(shape)

@@ -70,6 +70,8 @@ def _skip_reason(entry: TensorEntry) -> str | None:
         return f"not a matrix ({len(entry.shape)}-D)"
     if len(entry.shape) > 4:
         return f"unsupported {len(entry.shape)}-D tensor"
+    if 0 in entry.shape:
+        return f"empty tensor (shape {entry.shape})"
     return None
 
 

@@ -10,6 +10,7 @@ file-backed and the kernel may drop them, so resident anonymous memory stays one
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -23,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)
 
 # safetensors dtype -> (numpy dtype of the stored bytes, is floating point)
 _DTYPES: dict[str, tuple[str, bool]] = {
@@ -87,10 +89,10 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not isinstance(entry, dict):
         raise InputError(path, f"tensor '{name}': header entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise InputError(path, f"tensor '{name}': unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InputError(path, f"tensor '{name}': shape {shape!r} is not a list of non-negative ints")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
+        raise InputError(path, f"tensor '{name}': shape {shape!r} is not a list of ints in [0, 2^53]")
     if (
         not isinstance(offsets, list) or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
@@ -100,7 +102,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not 0 <= begin <= end <= data_size:
         raise InputError(path, f"tensor '{name}': data_offsets {offsets} out of range (data is {data_size} bytes)")
     itemsize = np.dtype(_DTYPES[dtype][0]).itemsize
-    expected = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
+    expected = math.prod(shape) * itemsize  # Python ints: a huge shape must not wrap around int64
     if end - begin != expected:
         raise InputError(
             path, f"tensor '{name}': {end - begin} bytes do not match dtype {dtype} x shape {shape} ({expected} bytes)"

@@ -36,8 +36,9 @@ def load_state_dict_file(path: Path) -> Mapping[str, Any]:
             "`torch.save(torch.load(f, weights_only=False), ...)` to a plain state dict or, better, "
             "to safetensors with `safetensors.torch.save_file(state_dict, 'model.safetensors')`",
         ) from None
-    except (EOFError, OSError, RuntimeError, ValueError) as exc:
-        raise InputError(path, f"cannot read as a PyTorch state dict: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises IndexError, KeyError, ... on corrupt bytes
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(path, f"cannot read as a PyTorch state dict ({type(exc).__name__}: {detail})") from None
     return _unwrap(obj, path)
 
 

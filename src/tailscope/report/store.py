@@ -1,0 +1,179 @@
+"""Durable results: every finished row is appended, fsync'ed, to a JSON-lines file as it is made.
+
+Why JSON lines rather than SQLite: the only operations are "append one row" and "read all rows
+once at start", which an append-only text file does with one write + fsync per row and nothing
+else to configure; a writer killed mid-row leaves at most one torn last line, which readers skip
+and the next writer cuts off; the file is readable with `jq`/pandas; and each model gets its own
+file, so concurrent runs on different models never contend (appends to a shared file are
+serialized with `flock`, so even two runs of one model stay line-atomic).
+
+A row is reused only when all of its key matches: the tensor's name, a blake2b hash of its
+content (the decoded float32 values, shape included, a lossless function of the stored bytes) and
+a hash of every option that can change a row's numbers (all but `NOT_ROW_OPTIONS`), the tailscope
+version and the record schema. Selection options (`layers`, `min_evals`, ...) only decide which
+rows exist, so they are not part of the key. The columns that describe the row's position (`layer_id`, ...) are
+recomputed on every run and overwrite the stored ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+SCHEMA = 1
+SUFFIX = ".jsonl"
+# options that only decide which rows exist, or how the run is shown/stored; every other option
+# (present or future) is assumed to change a row's numbers and is part of the key
+NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results"})
+_TAIL_CHUNK = 1 << 16
+
+Key = tuple[str, str, str]
+
+
+def content_digest(array: np.ndarray) -> str:
+    """blake2b of a tensor's values, dtype and shape."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=16)
+    h.update(a.reshape(-1).view(np.uint8).data if a.size else b"")
+    return h.hexdigest()
+
+
+def options_digest(config: Any) -> str:
+    """Hash of the options (and code version) that change a row's numbers."""
+    from .. import __version__
+
+    names = [f.name for f in dataclasses.fields(config) if not f.name.startswith("_") and f.name not in NOT_ROW_OPTIONS]
+    values = {name: getattr(config, name) for name in names}
+    values.update(version=__version__, schema=SCHEMA)
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def results_file(results: str | os.PathLike, model_key: str) -> Path:
+    """PATH itself if it ends in .jsonl, else one file per model inside the directory PATH."""
+    path = Path(results)
+    if path.suffix == SUFFIX:
+        return path
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_key).name)[:80].strip("._") or "model"
+    tag = hashlib.blake2b(model_key.encode(), digest_size=4).hexdigest()
+    return path / f"{stem}-{tag}{SUFFIX}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a results row")
+
+
+class ResultStore:
+    """Rows already computed (read once) and an fsync'ed append for each new one."""
+
+    def __init__(self, path: Path, options: str) -> None:
+        self.path, self.options = path, options
+        try:
+            created = not path.exists()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if created:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+                _fsync_dir(path.parent)
+            self.rows = self._read()
+        except OSError as exc:
+            raise InputError(path, f"cannot use as a results file: {exc.strerror or exc}") from None
+        self.reused = 0
+
+    def key(self, name: str, content: str) -> Key:
+        return (name, content, self.options)
+
+    def _read(self) -> dict[Key, dict[str, Any]]:
+        """Complete, parseable lines only; the first record of a key wins."""
+        rows: dict[Key, dict[str, Any]] = {}
+        for line in self.path.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
+            record = _parse(line)
+            if record is not None:
+                rows.setdefault((record["name"], record["content"], record["options"]), record["row"])
+        return rows
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def append(self, key: Key, row: dict[str, Any]) -> None:
+        """One line, written whole under an exclusive lock and fsync'ed before returning."""
+        record = {"name": key[0], "content": key[1], "options": key[2], "row": row}
+        line = (json.dumps(record, default=_jsonable, allow_nan=True) + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _cut_torn_tail(fd)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the lock
+        self.rows.setdefault(key, row)
+
+    def row(self, key: Key, base: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The stored row for `key` (with this run's position columns), or a new one, stored."""
+        stored = self.get(key)
+        if stored is not None:
+            self.reused += 1
+            return {**stored, **base}
+        row = compute()
+        self.append(key, row)
+        return row
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("row"), dict)
+    ok = ok and all(isinstance(record.get(k), str) for k in ("name", "content", "options"))
+    return record if ok else None
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Under the lock, a file not ending in a newline means a writer died mid-line: cut it off."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        if end == size and chunk.endswith(b"\n"):
+            return
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_store(results: str | os.PathLike | None, model_key: str, config: Any) -> ResultStore | None:
+    """The store for one model's run, or None when `results` is not set."""
+    if results is None:
+        return None
+    return ResultStore(results_file(results, model_key), options_digest(config))

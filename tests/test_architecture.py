@@ -57,3 +57,12 @@ def test_import_is_cheap_and_side_effect_free():
     code = "import sys, tailscope; print(sorted(m for m in ('numpy', 'pandas', 'torch', 'scipy', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_no_submodule_shadows_a_public_function():
+    """A submodule named like a lazy export (tailscope/compare.py next to `tailscope.compare`) would
+    replace the function by the module once anything imports it."""
+    import tailscope
+
+    submodules = {p.stem for p in PKG.iterdir() if p.suffix == ".py"} | {p.name for p in PKG.iterdir() if p.is_dir()}
+    assert not submodules & set(tailscope._LAZY), submodules & set(tailscope._LAZY)

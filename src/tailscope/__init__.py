@@ -17,7 +17,7 @@ _LAZY = {
     "describe": ("tailscope.pipeline", "describe"),
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
     "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
-    "compare": ("tailscope.compare", "compare"),
+    "compare": ("tailscope.comparison", "compare"),
     "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),

@@ -143,7 +143,7 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:  # issue 4
-    from .compare import compare
+    from .comparison import compare
     from .report.table import write_table
 
     if len(args.paths) < 2:

@@ -113,15 +113,14 @@ def _warnings(df: pd.DataFrame) -> str:
 
 
 def _plots(report: Report, label: str, tmp: Path) -> str:
-    from .report.compare_plots import alpha_by_layer, alpha_histograms
+    """The model-level figures of `tailscope.plots` (those the table has columns for), embedded."""
+    from .plots.files import write_model_plots
 
     df = report.details
-    ok = df[df["status"] == "success"] if "status" in df else df.iloc[0:0]
-    if ok.empty:
+    if "status" not in df or not (df["status"] == "success").any():
         return "<p>No fitted layers to plot.</p>"
-    hist = alpha_histograms([ok["alpha"].to_numpy(float)], [label], tmp / "hist.png")
-    by_layer = alpha_by_layer(ok, tmp / "by_layer.png")
-    return _img(hist, "alpha histogram") + _img(by_layer, "alpha by layer")
+    files = write_model_plots(tmp, df, name=label)
+    return "".join(_img(f, f.stem.removeprefix("model_").replace("_", " ")) for f in files)
 
 
 def _page(title: str, body: str) -> str:

@@ -69,20 +69,3 @@ def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: 
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def alpha_by_layer(details: pd.DataFrame, path: Path) -> Path:
-    """alpha of each fitted matrix against its layer_id, one color per role."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
-    for role, group in details.groupby("role", sort=True):
-        ax.scatter(group["layer_id"].astype(float), group["alpha"].astype(float), s=14, label=role)
-    ax.axhspan(*BAND, color="green", alpha=0.06)
-    ax.set_xlabel("layer_id (file order)")
-    ax.set_ylabel("alpha")
-    ax.set_title("alpha per matrix (shaded: 2 to 6)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

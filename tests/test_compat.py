@@ -187,3 +187,58 @@ def test_import_alias_and_start_ids():
     details = ww.WeightWatcher(model=vgg_like()).analyze(start_ids=1)
     base = tsww.WeightWatcher(model=vgg_like()).analyze()
     assert (details["layer_id"] == base["layer_id"] + 1).all()
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Linear(120, 300), nn.ReLU(), nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 10))
+
+
+@pytest.mark.parametrize("method, percent", [("svd", 0.5), ("detX", 0.8), ("alpha_min", 0.8)])
+def test_svd_smoothing_like_weightwatcher(method, percent):
+    """The same rank per layer as weightwatcher's SVDSmoothing; ours the exact best rank-k
+    approximation (Eckart-Young), so never further from W than weightwatcher's (its truncated SVD
+    is approximate even with svd_method='accurate')."""
+    import weightwatcher as ww
+
+    ref, ours, orig = mlp(), mlp(), mlp()
+    with contextlib.redirect_stdout(io.StringIO()):
+        ww.WeightWatcher(model=ref).SVDSmoothing(method=method, percent=percent, svd_method="accurate")
+    returned = tsww.WeightWatcher(model=ours).SVDSmoothing(method=method, percent=percent)
+    assert returned is ours  # in place, as weightwatcher
+    changed = 0
+    for i in (0, 2, 4):
+        w, a, b = (m[i].weight.detach().double().numpy() for m in (orig, ref, ours))
+        k = np.linalg.matrix_rank(a, tol=1e-5)
+        assert np.linalg.matrix_rank(b, tol=1e-5) == k
+        s = np.linalg.svd(w, compute_uv=False)
+        assert np.linalg.norm(w - b) == pytest.approx(np.sqrt(np.sum(s[k:] ** 2)), rel=1e-4, abs=1e-6)
+        assert np.linalg.norm(w - b) <= np.linalg.norm(w - a) + 1e-6
+        changed += k < s.size
+    assert changed >= 2  # the two large weight matrices were smoothed
+
+
+def test_svd_smoothing_only_selected_layers_and_refuses_conv():
+    model, untouched = mlp(), mlp()
+    tsww.WeightWatcher(model=model).SVDSmoothing(layers=[3], method="svd", percent=0.3)  # layer_id 3 = model[2]
+    assert torch.equal(model[0].weight, untouched[0].weight)
+    assert not torch.equal(model[2].weight, untouched[2].weight)
+    assert np.linalg.matrix_rank(model[2].weight.detach().numpy()) == int(0.3 * 200)
+    with pytest.raises(ConfigError, match="only 2-D weight matrices"):
+        tsww.WeightWatcher(model=vgg_like()).SVDSmoothing(layers=[1], method="svd")
+    with pytest.raises(ConfigError, match="tailscope.smooth"):
+        tsww.WeightWatcher(model="some/dir").SVDSmoothing()
+
+
+def test_svd_sharpness_removes_the_traps():
+    """Three huge entries are correlation traps (they survive shuffling as MP spikes): SVDSharpness
+    removes as many top components, taking the large singular values they make with them."""
+    model = mlp()
+    w = model[2].weight.detach().numpy().copy()
+    w[0, 0], w[5, 7], w[9, 9] = 3.0, -3.0, 3.0
+    with torch.no_grad():
+        model[2].weight.copy_(torch.from_numpy(w))
+    tsww.WeightWatcher(model=model).SVDSharpness(layers=[3])  # layer_id 3 = model[2]
+    s_before, s_after = np.linalg.svd(w, compute_uv=False), np.linalg.svd(model[2].weight.detach().numpy(), compute_uv=False)
+    assert s_before[2] > 2.5 and s_after[0] < 1.2  # the three trap components are gone; the bulk ends near 1.05
+    np.testing.assert_allclose(s_after[: s_before.size - 3], s_before[3:], rtol=1e-4)

@@ -247,6 +247,66 @@ class WeightWatcher:
             raise ConfigError("get_ESD needs layer= (a layer_id or a name)")
         return layer_eigenvalues(self._model(model), layer, randomize=random)
 
+    def SVDSmoothing(self, model: Any = None, percent: float = 0.8, pool: bool = True, layers: Any = (),  # noqa: N802
+                     method: str = "detX", fit: str = "PL", plot: bool = False, start_ids: int = 0,
+                     svd_method: str = "fast") -> Any:
+        """Keep each selected layer's top components (weightwatcher's rule per `method`); the model
+        is changed in place and returned, as weightwatcher does. The truncation is exact."""
+        translate({"pool": pool, "fit": fit, "plot": plot})
+        if method not in SMOOTH_METHODS:
+            raise ConfigError(f"SVDSmoothing method {method!r} is not supported; choose from {sorted(SMOOTH_METHODS)}")
+        return smooth_module(self._model(model), SMOOTH_METHODS[method], percent=percent, layers=layers, start_ids=start_ids)
+
+    def SVDSharpness(self, model: Any = None, pool: bool = True, layers: Any = (), plot: bool = False,  # noqa: N802
+                     start_ids: int = 0) -> Any:
+        """Remove each selected layer's top components, as many as the shuffled matrix has MP spikes
+        (weightwatcher's rule; the shuffle is seeded here)."""
+        translate({"pool": pool, "plot": plot})
+        return smooth_module(self._model(model), "sharpen", percent=1.0, layers=layers, start_ids=start_ids)
+
+
+SMOOTH_METHODS = {"detX": "detx", "svd": "svd", "rmt": "rmt", "alpha_min": "alpha_min"}
+
+
+def smooth_module(model: Any, method: str, *, percent: float, layers: Any, start_ids: int) -> Any:
+    """weightwatcher's SVDSmoothing / SVDSharpness on an nn.Module: its 2-D weights, in place.
+
+    Layers are chosen by weightwatcher's layer_ids (shifted by `start_ids`) and the usual
+    `min_evals` / `max_evals` rules; a selected Conv2D or fused-expert tensor is refused, and one
+    met while smoothing every layer is left as it is with a warning naming it.
+    """
+    import warnings
+
+    import torch
+
+    from .pipeline import skip_reason
+    from .smoothing.methods import smooth_matrix
+    from .sources import open_source
+
+    if not _is_module(model) or isinstance(model, dict):
+        raise ConfigError("SVDSmoothing / SVDSharpness here need an nn.Module; for a checkpoint on disk use "
+                          "tailscope.smooth(src, dst, method=..., layers=...) (CLI: tailscope smooth)")
+    ids = [layers] if isinstance(layers, int) else list(layers or [])
+    cfg = AnalysisConfig(layers=tuple(i - start_ids if i >= 0 else i + start_ids for i in ids))
+    left_alone = []
+    for ref in open_source(model).refs():
+        if skip_reason(ref, cfg) is not None:
+            continue
+        weight = getattr(model.get_submodule(ref.longname), "weight", None) if ref.longname else None
+        if weight is None or weight.dim() != 2:
+            if ids:
+                raise ConfigError(f"layer {ref.layer_id + start_ids} ({ref.longname}, {ref.kind}) cannot be smoothed: "
+                                  "only 2-D weight matrices are")
+            left_alone.append(ref.longname)
+            continue
+        result = smooth_matrix(weight.detach().cpu().double().numpy(), method, percent=percent)
+        if result.matrix is not None:
+            with torch.no_grad():
+                weight.copy_(torch.from_numpy(result.matrix).to(weight.dtype))
+    if left_alone:
+        warnings.warn(f"left unsmoothed (not 2-D weight matrices): {', '.join(left_alone)}", stacklevel=3)
+    return model
+
 
 def SingleLayerModel(weights: Any) -> dict[str, np.ndarray]:  # noqa: N802 (weightwatcher's name)
     """A one-layer 'model' holding the matrix `weights` (rows = outputs), analyzable as layer 0."""

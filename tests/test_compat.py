@@ -242,3 +242,8 @@ def test_svd_sharpness_removes_the_traps():
     s_before, s_after = np.linalg.svd(w, compute_uv=False), np.linalg.svd(model[2].weight.detach().numpy(), compute_uv=False)
     assert s_before[2] > 2.5 and s_after[0] < 1.2  # the three trap components are gone; the bulk ends near 1.05
     np.testing.assert_allclose(s_after[: s_before.size - 3], s_before[3:], rtol=1e-4)
+
+
+def test_distances_is_refused_with_the_equivalent():
+    with pytest.raises(ConfigError, match="base=model_1"):
+        tsww.WeightWatcher().distances(vgg_like(), vgg_like())

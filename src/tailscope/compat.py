@@ -257,6 +257,12 @@ class WeightWatcher:
             raise ConfigError(f"SVDSmoothing method {method!r} is not supported; choose from {sorted(SMOOTH_METHODS)}")
         return smooth_module(self._model(model), SMOOTH_METHODS[method], percent=percent, layers=layers, start_ids=start_ids)
 
+    def distances(self, model_1: Any = None, model_2: Any = None, **kwargs: Any) -> Any:
+        """Not provided: raises, naming the closest tailscope equivalent."""
+        raise ConfigError("weightwatcher's distances() is not provided by tailscope.compat; closest: "
+                          "tailscope.analyze(model_2, base=model_1), the spectrum of W_2 - W_1 per matrix "
+                          "(its `norm` column is ||W_2 - W_1||_F^2)")
+
     def SVDSharpness(self, model: Any = None, pool: bool = True, layers: Any = (), plot: bool = False,  # noqa: N802
                      start_ids: int = 0) -> Any:
         """Remove each selected layer's top components, as many as the shuffled matrix has MP spikes

@@ -247,3 +247,18 @@ def test_svd_sharpness_removes_the_traps():
 def test_distances_is_refused_with_the_equivalent():
     with pytest.raises(ConfigError, match="base=model_1"):
         tsww.WeightWatcher().distances(vgg_like(), vgg_like())
+
+
+def test_base_model_delta_matches_weightwatcher():
+    import weightwatcher as ww
+
+    base, tuned = mlp(), mlp()
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = ww.WeightWatcher(model=tuned, base_model=base).analyze()
+    ours = tsww.WeightWatcher(model=tuned, base_model=base).analyze()
+    assert ours["layer_id"].tolist() == ref["layer_id"].tolist()
+    np.testing.assert_allclose(ours["lambda_max"], ref["lambda_max"], rtol=1e-4)
+    np.testing.assert_allclose(ours["alpha"], ref["alpha"], atol=0.01)

@@ -10,7 +10,7 @@ no figure kept alive).
 
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_getattr
 
 _LAZY = {
     "plot_esd": "layer", "plot_esd_loglog": "layer", "plot_ks_curve": "layer", "plot_randomized_esd": "layer",
@@ -19,13 +19,4 @@ _LAZY = {
 }
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    """Import on first use, so that importing the package does not import matplotlib."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

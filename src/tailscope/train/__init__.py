@@ -5,7 +5,7 @@ Needs torch (``pip install 'tailscope[torch]'``); `SpectralProjectionCallback` n
 
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_getattr
 
 __all__ = [
     "AlphaLR", "LayerProjection", "ProjectionConfig", "ProjectionStats", "SpectralProjection",
@@ -20,12 +20,4 @@ _LAZY = {
     "SpectralProjectionCallback": "callbacks", "read_idx": "idx", "load_mnist": "idx",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

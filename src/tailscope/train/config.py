@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from ..config import AnalysisConfig, LayerSelector
+from ..config import AnalysisConfig, LayerSelector, _check_int, _check_literal
 from ..errors import ConfigError
 
 TailChoice = Literal["midpoint", "pl", "detx"]
@@ -124,14 +124,3 @@ def _check_float(name: str, value: Any, low: float | None = None, high: float | 
         hi = "" if high is None else f"<= {high:g}"
         bounds = " and ".join(b for b in (lo, hi) if b) or "finite"
         raise ConfigError(f"Expected argument `{name}` to be a float {bounds}, but got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"Expected argument `{name}` to be an int >= {minimum}, but got {value!r}")
-
-
-def _check_literal(name: str, value: Any, kind: Any) -> None:
-    allowed = get_args(kind)
-    if value not in allowed:
-        raise ConfigError(f"Expected argument `{name}` to be one of {allowed}, but got {value!r}")

@@ -18,6 +18,7 @@ Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
 FixFingers = Literal["clip_xmax"]  # issue 3
 FitKind = Literal["PL", "TPL"]  # issue 3
+Executor = Literal["serial", "process", "ray"]  # issue 8
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -64,6 +65,10 @@ class AnalysisConfig:
         confidence: level of the bootstrap interval; 1 - confidence is the Dragon-King test level.
         peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
             adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
+        executor: ``"serial"`` (one process, reading overlapped with computing), ``"process"``
+            (a local pool) or ``"ray"``; the parallel ones need a path, each task reads its own tensor.
+        workers: processes (or Ray slots in flight) for a parallel executor; 0 = one per CPU.
+        address: the Ray cluster to join (``ray.init(address=...)``); None starts a local instance.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -90,6 +95,10 @@ class AnalysisConfig:
     confidence: float = 0.95
     # issue 4: LLM workflows
     peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
+    # issue 8: performance and scale
+    executor: Executor = "serial"
+    workers: int = 0
+    address: str | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +119,10 @@ class AnalysisConfig:
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
         self._check_diagnostics()
+        _check_literal("executor", self.executor, Executor)  # issue 8
+        _check_int("workers", self.workers, minimum=0)
+        if self.address is not None and not isinstance(self.address, str):
+            raise ConfigError(f"Expected argument `address` to be a string like 'ray://host:10001', but got {self.address!r}")
         if self.max_evals and self.min_evals > self.max_evals:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"

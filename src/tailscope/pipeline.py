@@ -126,7 +126,14 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
         from .delta import delta_refs, open_base
 
         selected = delta_refs(source, open_base(base), selected, cfg, lambda r: skip_reason(r, cfg) is None)
-    rows = list(run_serial(selected, cfg, device))
+    if cfg.executor != "serial":  # issue 8: each worker reads its own tensor by path
+        from .parallel import run_parallel
+
+        if base is not None or cfg.peft:
+            raise ConfigError(f"Expected `executor`='serial' with `base` or `peft`, but got {cfg.executor!r}")
+        rows = run_parallel(model, selected, cfg, device)
+    else:
+        rows = list(run_serial(selected, cfg, device))
     if base is not None and cfg.peft:
         add_base_alpha(rows, base, cfg, device)
     return Report.from_rows(rows, source=source.name + (f" - {base}" if base is not None and not cfg.peft else ""),

@@ -22,6 +22,7 @@ import numpy as np
 from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-10
+FP32_MIN_M = 1 << 62  # placeholder until measured (route_dtype)
 ROW_BLOCK = 4096
 EPS64 = np.finfo(np.float64).eps
 
@@ -47,24 +48,35 @@ def check_finite(w: np.ndarray) -> None:
         raise NumericalError(f"{bad} NaN/Inf entries")
 
 
-def gram(w: np.ndarray) -> np.ndarray:
-    """W^T W (upper triangle valid) in float64 for a tall W, block by block."""
-    from scipy.linalg.blas import dsyrk
+def gram(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """W^T W (upper triangle valid) in `dtype` for a tall W, block by block."""
+    from scipy.linalg.blas import dsyrk, ssyrk
 
+    syrk = dsyrk if dtype == np.float64 else ssyrk
     m = w.shape[1]
-    g = np.zeros((m, m), dtype=np.float64, order="F")
+    g = np.zeros((m, m), dtype=dtype, order="F")
     for start in range(0, w.shape[0], ROW_BLOCK):
-        block = np.asarray(w[start : start + ROW_BLOCK], dtype=np.float64)
-        g = dsyrk(1.0, block, beta=1.0, c=g, trans=1, lower=0, overwrite_c=1)
+        block = np.asarray(w[start : start + ROW_BLOCK], dtype=dtype)
+        g = syrk(1.0, block, beta=1.0, c=g, trans=1, lower=0, overwrite_c=1)
     return g
 
 
-def _eigs_gram(w: np.ndarray) -> np.ndarray:
+def gram_eigenvalues(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Ascending eigenvalues of W^T W (float64) by a `dtype` Gram and the syevd eigensolver."""
     from scipy.linalg import eigh
 
-    g = gram(w)
+    g = gram(w, dtype)
     evals = eigh(g, eigvals_only=True, lower=False, driver="evd", overwrite_a=True, check_finite=False)
-    return np.clip(evals, 0.0, None)
+    return np.clip(evals.astype(np.float64), 0.0, None)
+
+
+def _eigs_gram(w: np.ndarray) -> np.ndarray:
+    return gram_eigenvalues(w, route_dtype(w.shape))
+
+
+def route_dtype(shape: tuple[int, ...]) -> type:
+    """The Gram dtype for a tall N x M matrix (see the module docstring for the measurements)."""
+    return np.float32 if shape[1] >= FP32_MIN_M else np.float64
 
 
 def _svals_svd(w: np.ndarray) -> np.ndarray:

@@ -108,9 +108,9 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
     if device == "cpu":
         parts = [singular_values(w)[0] for w in mats]
     else:
-        from .spectrum_torch import torch_singular_values
+        from .spectrum_torch import torch_singular_values_batch
 
-        parts = [torch_singular_values(w, device) for w in mats]
+        parts = torch_singular_values_batch(mats, device)
     evals = np.sort(np.concatenate([p * p for p in parts]))
     return Spectrum(
         evals=evals,

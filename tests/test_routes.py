@@ -85,3 +85,29 @@ def test_torch_batch_of_repeated_shapes_equals_one_by_one():
     batched = torch_singular_values_batch(mats, "torch:cpu")
     for m, s in zip(mats, batched):
         np.testing.assert_allclose(s, np.sort(svd(m, compute_uv=False)), rtol=1e-10)
+
+
+def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch):
+    """With the fp32 route forced on from M=1, MiniLM's rows equal the fp64 rows in every numeric
+    column to 1e-4 relative (alpha to 1e-3 absolute), and the route was really taken somewhere."""
+    import tailscope
+    import tailscope.spectrum as spectrum
+
+    fp64 = tailscope.analyze(minilm_dir, progress=False, mp_fit=True).details
+    taken = []
+    real = spectrum.gram_eigenvalues
+
+    def spy(w, dtype=np.float64):
+        evals = real(w, dtype)
+        taken.append((np.dtype(dtype).name, bool(evals[0] > spectrum.FP32_RELATIVE_FLOOR * evals[-1])))
+        return evals
+
+    monkeypatch.setattr(spectrum, "FP32_MIN_M", 1)
+    monkeypatch.setattr(spectrum, "gram_eigenvalues", spy)
+    fp32 = tailscope.analyze(minilm_dir, progress=False, mp_fit=True).details
+    kept = sum(1 for d, ok in taken if d == "float32" and ok)
+    assert kept >= 6, taken  # matrices with a wide bulk keep the fp32 result
+    np.testing.assert_allclose(fp32["alpha"], fp64["alpha"], atol=1e-3)
+    for col in fp64.columns:
+        if fp64[col].dtype.kind == "f" and col not in ("alpha",):
+            np.testing.assert_allclose(fp32[col], fp64[col], rtol=1e-4, atol=1e-9, err_msg=col)

@@ -5,6 +5,22 @@ SYRK each (so a bf16/fp32 matrix is never copied whole to float64), then the sym
 divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher gets from a full
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
+fp32 Gram (issue 8, chosen by measurement, bench/bench_routes.py, 2 shared cores, load ~7):
+for M >= FP32_MIN_M the Gram matrix is accumulated by SSYRK and solved by ssyevd, eigenvalues
+promoted to float64. Measured (OMP_NUM_THREADS=2, machine loaded, so times are inflated ~10x):
+
+    shape      gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
+    1024x4096   0.34 s   0.41 s   2.4 s    1.2 s   6.3e-06 / 1.7e-07
+    4096x4096  47.8 s   26.8 s   92.6 s  134.2 s   1.6e-05 / 3.8e-06
+
+So fp32 pays only from M in the thousands (the 7B/8x7B matrices, where BLAS is flop-bound and
+fp32 doubles the rate); below, fp64 costs the same and keeps full accuracy. fp32 rounding
+leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max, harmless for the tail
+every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is kept
+only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
+14336x4096 MLP matrices with Q=3.5); otherwise (square q/o projections, rank-deficient
+matrices) the matrix is redone in fp64, with the SVD fallback below.
+
 The Gram route loses relative accuracy only on eigenvalues below ~1e-13 * lambda_max (its
 absolute error is ~eps64 * M * lambda_max). Nothing weightwatcher reports depends on those except
 matrix_rank / rank_loss, whose tolerance (sv_max * N * eps) is far below that floor; so when a
@@ -22,7 +38,8 @@ import numpy as np
 from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-10
-FP32_MIN_M = 1 << 62  # placeholder until measured (route_dtype)
+FP32_MIN_M = 2048  # fp32 Gram from this M up (measured: no gain at M=1024, 1.8x at M=4096)
+FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
 ROW_BLOCK = 4096
 EPS64 = np.finfo(np.float64).eps
 
@@ -71,7 +88,11 @@ def gram_eigenvalues(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 
 
 def _eigs_gram(w: np.ndarray) -> np.ndarray:
-    return gram_eigenvalues(w, route_dtype(w.shape))
+    if route_dtype(w.shape) == np.float32:
+        evals = gram_eigenvalues(w, np.float32)
+        if evals.size and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
+            return evals
+    return gram_eigenvalues(w, np.float64)
 
 
 def route_dtype(shape: tuple[int, ...]) -> type:

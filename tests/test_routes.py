@@ -111,3 +111,13 @@ def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch):
     for col in fp64.columns:
         if fp64[col].dtype.kind == "f" and col not in ("alpha",):
             np.testing.assert_allclose(fp32[col], fp64[col], rtol=1e-4, atol=1e-9, err_msg=col)
+
+
+def test_route_choice_by_shape():
+    """fp32 Gram only for large, clearly rectangular matrices (the 7B MLP shapes)."""
+    from tailscope.spectrum import route_dtype
+
+    assert route_dtype((14336, 4096)) == np.float32
+    assert route_dtype((4096, 4096)) == np.float64  # square: bulk down to 0, fp32 would be redone
+    assert route_dtype((4096, 1024)) == np.float64  # small M: fp64 costs the same (measured)
+    assert route_dtype((1536, 384)) == np.float64

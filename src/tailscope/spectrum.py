@@ -6,7 +6,7 @@ divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher ge
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
 fp32 Gram (issue 8, chosen by measurement, bench/bench_routes.py, 2 shared cores, load ~7):
-for M >= FP32_MIN_M the Gram matrix is accumulated by SSYRK and solved by ssyevd, eigenvalues
+for M >= FP32_MIN_M and N >= FP32_MIN_Q * M the Gram matrix is accumulated by SSYRK and solved by ssyevd, eigenvalues
 promoted to float64. Measured (OMP_NUM_THREADS=2, machine loaded, so times are inflated ~10x):
 
     shape      gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
@@ -18,8 +18,10 @@ fp32 doubles the rate); below, fp64 costs the same and keeps full accuracy. fp32
 leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max, harmless for the tail
 every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is kept
 only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
-14336x4096 MLP matrices with Q=3.5); otherwise (square q/o projections, rank-deficient
-matrices) the matrix is redone in fp64, with the SVD fallback below.
+14336x4096 MLP matrices with Q=3.5, whose Marchenko-Pastur bulk starts near 0.09 lambda_max);
+otherwise (rank-deficient matrices) the matrix is redone in fp64, with the SVD fallback below.
+Square matrices (q/o projections) go to fp64 directly: their bulk reaches 0, so fp32 would
+nearly always be computed and then thrown away.
 
 The Gram route loses relative accuracy only on eigenvalues below ~1e-13 * lambda_max (its
 absolute error is ~eps64 * M * lambda_max). Nothing weightwatcher reports depends on those except
@@ -40,6 +42,7 @@ from .errors import TailscopeError
 GRAM_RELATIVE_FLOOR = 1e-10
 FP32_MIN_M = 2048  # fp32 Gram from this M up (measured: no gain at M=1024, 1.8x at M=4096)
 THREADED_MIN_M = 1024  # smaller problems run on one BLAS thread (blas_threads)
+FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
 FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
 ROW_BLOCK = 4096
 EPS64 = np.finfo(np.float64).eps
@@ -98,7 +101,8 @@ def _eigs_gram(w: np.ndarray) -> np.ndarray:
 
 def route_dtype(shape: tuple[int, ...]) -> type:
     """The Gram dtype for a tall N x M matrix (see the module docstring for the measurements)."""
-    return np.float32 if shape[1] >= FP32_MIN_M else np.float64
+    n, m = shape[0], shape[1]
+    return np.float32 if m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
 
 
 def _svals_svd(w: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "tailscope"
 
 # stage -> stages it must never import
 FORBIDDEN = {
-    "sources": {"spectrum", "spectrum_torch", "fit", "metrics", "pipeline", "executors", "report", "transforms", "diagnostics"},
-    "spectrum": {"sources", "fit", "metrics", "pipeline", "executors", "report", "diagnostics"},
-    "fit": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "report", "diagnostics"},
-    "report": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "diagnostics"},
-    "diagnostics": {"sources", "pipeline", "executors", "report"},  # issue 3: spectrum + fit only
-    "plots": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "diagnostics"},
+    "sources": {"spectrum", "spectrum_torch", "fit", "metrics", "pipeline", "executors", "parallel", "report", "transforms", "diagnostics"},
+    "spectrum": {"sources", "fit", "metrics", "pipeline", "executors", "parallel", "report", "diagnostics"},
+    "fit": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "report", "diagnostics"},
+    "report": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "diagnostics"},
+    "diagnostics": {"sources", "pipeline", "executors", "parallel", "report"},  # issue 3: spectrum + fit only
+    "plots": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "diagnostics"},
 }
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "card", "compare", "describe"]
+__all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "analyze_many", "card", "compare", "describe"]
 
 _LAZY = {
     "analyze": ("tailscope.pipeline", "analyze"),
     "describe": ("tailscope.pipeline", "describe"),
+    "analyze_many": ("tailscope.parallel", "analyze_many"),  # issue 8: many checkpoints, one table
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
     "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
     "compare": ("tailscope.comparison", "compare"),

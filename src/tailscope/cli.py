@@ -54,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     # issue 9: durable, resumable results
     a.add_argument("--results", help="append each finished row (fsync'ed) to this .jsonl file, or to one file per model in "
                    "this directory; a rerun with the same path reuses the rows already there")
+    _executor_flags(a)
     a.set_defaults(run=_run_analyze)
+    # issue 8: many checkpoints into one table
+    m = sub.add_parser("analyze-many", help="analyze every model listed in a text file into one table with a `model` column")
+    m.add_argument("list", help="text file: one model path a line ('#' comments; relative to the file)")
+    m.add_argument("--layers", type=_layers, default=(), help="as for analyze")
+    m.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    m.add_argument("--out", "-o", help="write the table (.csv, .json or .parquet)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--debug", action="store_true", help="show tracebacks")
+    _executor_flags(m)
+    m.set_defaults(run=_run_analyze_many)
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
     d.set_defaults(run=_run_describe)
@@ -101,6 +112,31 @@ def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # issue 3: diagnosti
     g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap CI (default 0.95)")
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:  # issue 8: performance and scale
+    g = p.add_argument_group("execution")
+    g.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
+                   help="serial (default), a local process pool, or Ray; parallel ones read each tensor in the worker")
+    g.add_argument("--workers", type=int, default=0, help="worker processes / Ray tasks in flight (0 = one per CPU)")
+    g.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local one)")
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
+    return dict(executor=args.executor, workers=args.workers, address=args.address)
+
+
+def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
+    from .parallel import analyze_many, read_list
+    from .report.table import write_table
+
+    table = analyze_many(read_list(args.list), layers=args.layers, device=args.device, progress=not args.quiet,
+                         **_executor_options(args))
+    cols = [c for c in ("model", "layer_id", "name", "N", "M", "alpha", "status") if c in table.columns]
+    print(table[cols].to_string(index=False))
+    if args.out:
+        print(f"wrote {write_table(table, args.out)}")
+    return 0
+
+
 def _diagnostic_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(fix_fingers=args.fix_fingers, max_fingers=args.max_fingers, detx=args.detx, randomize=args.randomize,
                 mp_fit=args.mp_fit, fit=args.fit, dragon_kings=args.dragon_kings, bootstrap=args.bootstrap,
@@ -116,7 +152,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
                      progress=not args.quiet, plot_dir=args.plots, results=args.results, **_options(args),
-                     **_diagnostic_options(args))
+                     **_diagnostic_options(args), **_executor_options(args))
     print(report.to_text())
     if args.plots:  # issue 3b
         print(f"plots in {args.plots}")

@@ -20,6 +20,7 @@ Conv2dMode = Literal["slices", "unfold"]
 FixFingers = Literal["clip_xmax", "dragon_kings"]  # issue 3
 FitKind = Literal["PL", "TPL"]  # issue 3
 SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]  # issue 5
+Executor = Literal["serial", "process", "ray"]  # issue 8
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -75,6 +76,10 @@ class AnalysisConfig:
         results: durable results (issue 9): a ``.jsonl`` file, or a directory holding one such
             file per model. Each finished row is appended and fsync'ed; a rerun with the same
             path reuses the rows already there (same tensor name, content and row options).
+        executor: ``"serial"`` (one process, reading overlapped with computing), ``"process"``
+            (a local pool) or ``"ray"``; the parallel ones need a path, each task reads its own tensor.
+        workers: processes (or Ray slots in flight) for a parallel executor; 0 = one per CPU.
+        address: the Ray cluster to join (``ray.init(address=...)``); None starts a local instance.
     """
 
     layers: tuple[LayerSelector, ...] = ()
@@ -109,6 +114,10 @@ class AnalysisConfig:
     smooth_percent: float = 0.8
     # issue 9: durable, resumable results
     results: str | os.PathLike | None = None
+    # issue 8: performance and scale
+    executor: Executor = "serial"
+    workers: int = 0
+    address: str | None = None
     _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +142,10 @@ class AnalysisConfig:
         p = self.smooth_percent
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
             raise ConfigError(f"Expected argument `percent` (smooth_percent) to be a float in (0, 1], but got {p!r}")
+        _check_literal("executor", self.executor, Executor)  # issue 8
+        _check_int("workers", self.workers, minimum=0)
+        if self.address is not None and not isinstance(self.address, str):
+            raise ConfigError(f"Expected argument `address` to be a string like 'ray://host:10001', but got {self.address!r}")
         if self.max_evals and self.min_evals > self.max_evals:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"

@@ -160,7 +160,14 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
 
         selected = delta_refs(source, open_base(base), selected, cfg, lambda r: skip_reason(r, cfg) is None)
     store = open_store(cfg.results, model_key(source), cfg)  # issue 9
-    rows = list(run_serial(selected, cfg, device, store))
+    if cfg.executor != "serial":  # issue 8: each worker reads its own tensor by path
+        from .parallel import run_parallel
+
+        if base is not None or cfg.peft or store is not None:
+            raise ConfigError(f"Expected `executor`='serial' with `base`, `peft` or `results`, but got {cfg.executor!r}")
+        rows = run_parallel(model, selected, cfg, device)
+    else:
+        rows = list(run_serial(selected, cfg, device, store))
     if base is not None and cfg.peft:
         add_base_alpha(rows, base, cfg, device)
     stored = dict(results_file=str(store.path), reused=store.reused) if store else {}

@@ -5,6 +5,24 @@ SYRK each (so a bf16/fp32 matrix is never copied whole to float64), then the sym
 divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher gets from a full
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
+fp32 Gram (issue 8, chosen by measurement, bench/bench_routes.py, 2 shared cores, load ~7):
+for M >= FP32_MIN_M and N >= FP32_MIN_Q * M the Gram matrix is accumulated by SSYRK and solved by ssyevd, eigenvalues
+promoted to float64. Measured (OMP_NUM_THREADS=2, machine loaded, so times are inflated ~10x):
+
+    shape      gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
+    1024x4096   0.34 s   0.41 s   2.4 s    1.2 s   6.3e-06 / 1.7e-07
+    4096x4096  47.8 s   26.8 s   92.6 s  134.2 s   1.6e-05 / 3.8e-06
+
+So fp32 pays only from M in the thousands (the 7B/8x7B matrices, where BLAS is flop-bound and
+fp32 doubles the rate); below, fp64 costs the same and keeps full accuracy. fp32 rounding
+leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max, harmless for the tail
+every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is kept
+only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
+14336x4096 MLP matrices with Q=3.5, whose Marchenko-Pastur bulk starts near 0.09 lambda_max);
+otherwise (rank-deficient matrices) the matrix is redone in fp64, with the SVD fallback below.
+Square matrices (q/o projections) go to fp64 directly: their bulk reaches 0, so fp32 would
+nearly always be computed and then thrown away.
+
 The Gram route loses relative accuracy only on eigenvalues below ~1e-13 * lambda_max (its
 absolute error is ~eps64 * M * lambda_max). Nothing weightwatcher reports depends on those except
 matrix_rank / rank_loss, whose tolerance (sv_max * N * eps) is far below that floor; so when a
@@ -22,6 +40,10 @@ import numpy as np
 from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-10
+FP32_MIN_M = 2048  # fp32 Gram from this M up (measured: no gain at M=1024, 1.8x at M=4096)
+THREADED_MIN_M = 1024  # smaller problems run on one BLAS thread (blas_threads)
+FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
+FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
 ROW_BLOCK = 4096
 EPS64 = np.finfo(np.float64).eps
 
@@ -47,24 +69,40 @@ def check_finite(w: np.ndarray) -> None:
         raise NumericalError(f"{bad} NaN/Inf entries")
 
 
-def gram(w: np.ndarray) -> np.ndarray:
-    """W^T W (upper triangle valid) in float64 for a tall W, block by block."""
-    from scipy.linalg.blas import dsyrk
+def gram(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """W^T W (upper triangle valid) in `dtype` for a tall W, block by block."""
+    from scipy.linalg.blas import dsyrk, ssyrk
 
+    syrk = dsyrk if dtype == np.float64 else ssyrk
     m = w.shape[1]
-    g = np.zeros((m, m), dtype=np.float64, order="F")
+    g = np.zeros((m, m), dtype=dtype, order="F")
     for start in range(0, w.shape[0], ROW_BLOCK):
-        block = np.asarray(w[start : start + ROW_BLOCK], dtype=np.float64)
-        g = dsyrk(1.0, block, beta=1.0, c=g, trans=1, lower=0, overwrite_c=1)
+        block = np.asarray(w[start : start + ROW_BLOCK], dtype=dtype)
+        g = syrk(1.0, block, beta=1.0, c=g, trans=1, lower=0, overwrite_c=1)
     return g
 
 
-def _eigs_gram(w: np.ndarray) -> np.ndarray:
+def gram_eigenvalues(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Ascending eigenvalues of W^T W (float64) by a `dtype` Gram and the syevd eigensolver."""
     from scipy.linalg import eigh
 
-    g = gram(w)
+    g = gram(w, dtype)
     evals = eigh(g, eigvals_only=True, lower=False, driver="evd", overwrite_a=True, check_finite=False)
-    return np.clip(evals, 0.0, None)
+    return np.clip(evals.astype(np.float64), 0.0, None)
+
+
+def _eigs_gram(w: np.ndarray) -> np.ndarray:
+    if route_dtype(w.shape) == np.float32:
+        evals = gram_eigenvalues(w, np.float32)
+        if evals.size and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
+            return evals
+    return gram_eigenvalues(w, np.float64)
+
+
+def route_dtype(shape: tuple[int, ...]) -> type:
+    """The Gram dtype for a tall N x M matrix (see the module docstring for the measurements)."""
+    n, m = shape[0], shape[1]
+    return np.float32 if m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
 
 
 def _svals_svd(w: np.ndarray) -> np.ndarray:
@@ -73,8 +111,34 @@ def _svals_svd(w: np.ndarray) -> np.ndarray:
     return np.sort(svd(np.asarray(w, dtype=np.float64), compute_uv=False, check_finite=False))
 
 
+def blas_threads(m: int) -> int | None:
+    """BLAS threads for an M x M problem: one below THREADED_MIN_M, else the pool's default (None).
+
+    Measured: MiniLM (M <= 384) takes 1.4 s with one OpenBLAS thread and 15 s with two on a
+    loaded 2-core machine, the idle threads spinning against other processes for a few-ms solve.
+    """
+    return 1 if m < THREADED_MIN_M else None
+
+
+def _limited(m: int):  # noqa: ANN202
+    from contextlib import nullcontext
+
+    threads = blas_threads(m)
+    if threads is None:
+        return nullcontext()
+    import scipy.linalg  # noqa: F401 - load scipy's BLAS first: threadpoolctl limits only libraries already loaded
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
 def singular_values(w: np.ndarray) -> tuple[np.ndarray, bool]:
     """Ascending singular values of a tall W and whether they came from the exact SVD route."""
+    with _limited(w.shape[1]):
+        return _singular_values(w)
+
+
+def _singular_values(w: np.ndarray) -> tuple[np.ndarray, bool]:
     evals = _eigs_gram(w)
     if evals.size and evals[0] <= GRAM_RELATIVE_FLOOR * evals[-1]:
         return _svals_svd(w), True
@@ -96,9 +160,9 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
     if device == "cpu":
         parts = [singular_values(w)[0] for w in mats]
     else:
-        from .spectrum_torch import torch_singular_values
+        from .spectrum_torch import torch_singular_values_batch
 
-        parts = [torch_singular_values(w, device) for w in mats]
+        parts = torch_singular_values_batch(mats, device)
     evals = np.sort(np.concatenate([p * p for p in parts]))
     return Spectrum(
         evals=evals,

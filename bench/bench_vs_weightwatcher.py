@@ -20,7 +20,8 @@ Cases:
 tailscope (base=), which analyzes the (zero) delta: measures peak RSS with a base.
 
 Each tool runs in a fresh subprocess (default options, progress off) so neither pays for the other's
-imports or caches; the time is the analyze call alone, the peak RSS is the subprocess's ru_maxrss.
+imports or caches; the time is the analyze call alone (both import their modules before the clock
+starts), the peak RSS is the subprocess's ru_maxrss.
 Prints one line per tool and case, the ratio weightwatcher / tailscope, and the largest alpha
 difference over matched layers (matched by layer_id, which both number the same way).
 """
@@ -126,7 +127,10 @@ def worker(tool: str, path: str, options: dict) -> None:
     base = options.pop("base", False)
     if tool == "tailscope":
         import tailscope
+        import tailscope.pipeline  # noqa: F401 - imports before the clock, as `import weightwatcher` does its own
+        import tailscope.spectrum
 
+        tailscope.spectrum._controller()  # loads scipy's BLAS/LAPACK
         t0 = time.perf_counter()
         details = tailscope.analyze(path, progress=False, base=path if base else None, **options).details
     else:

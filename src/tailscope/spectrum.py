@@ -33,6 +33,7 @@ matrix by SVD, and otherwise its rank is full by construction.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-10
 FP32_MIN_M = 2048  # fp32 Gram from this M up (measured: no gain at M=1024, 1.8x at M=4096)
-THREADED_MIN_M = 1024  # smaller problems run on one BLAS thread (blas_threads)
+THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
 FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
 FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
 ROW_BLOCK = 4096
@@ -111,30 +112,38 @@ def _svals_svd(w: np.ndarray) -> np.ndarray:
     return np.sort(svd(np.asarray(w, dtype=np.float64), compute_uv=False, check_finite=False))
 
 
-def blas_threads(m: int) -> int | None:
-    """BLAS threads for an M x M problem: one below THREADED_MIN_M, else the pool's default (None).
+def blas_threads(n: int, m: int) -> int | None:
+    """BLAS threads for the Gram matrix of an N x M matrix: one for a small problem, else the
+    pool's default (None).
 
-    Measured: MiniLM (M <= 384) takes 1.4 s with one OpenBLAS thread and 15 s with two on a
-    loaded 2-core machine, the idle threads spinning against other processes for a few-ms solve.
+    A few-ms solve gains nothing from a second thread and loses much when the cores are busy:
+    MiniLM's 384 x 384 matrices took 1.4 s in all on one OpenBLAS thread against 15 s on two on
+    a loaded 2-core machine. Large problems do gain on a quiet machine (measured, 2 idle cores:
+    30522 x 384 Gram 0.125 s on one thread, 0.083 s on two; ten 1536 x 384 Gram + eigh 0.087 s
+    vs 0.060 s), hence a rule on the work N * M^2, not on M alone.
     """
-    return 1 if m < THREADED_MIN_M else None
+    return 1 if float(n) * m * m < THREADED_MIN_FLOPS else None
 
 
-def _limited(m: int):  # noqa: ANN202
+@functools.lru_cache(maxsize=1)
+def _controller():  # noqa: ANN202
+    """One threadpoolctl controller (finding the BLAS libraries costs ~1 ms per lookup)."""
+    import scipy.linalg  # noqa: F401 - load scipy's BLAS first: threadpoolctl limits only libraries already loaded
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _limited(n: int, m: int):  # noqa: ANN202
     from contextlib import nullcontext
 
-    threads = blas_threads(m)
-    if threads is None:
-        return nullcontext()
-    import scipy.linalg  # noqa: F401 - load scipy's BLAS first: threadpoolctl limits only libraries already loaded
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
+    threads = blas_threads(n, m)
+    return nullcontext() if threads is None else _controller().limit(limits=threads, user_api="blas")
 
 
 def singular_values(w: np.ndarray) -> tuple[np.ndarray, bool]:
     """Ascending singular values of a tall W and whether they came from the exact SVD route."""
-    with _limited(w.shape[1]):
+    with _limited(*w.shape):
         return _singular_values(w)
 
 

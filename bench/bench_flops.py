@@ -29,28 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_vs_weightwatcher import BENCH_CACHE, MISTRAL_LAYER, mistral2_path  # noqa: E402
-
-QUARTER = {k: (r // 4, c // 4) for k, (r, c) in MISTRAL_LAYER.items()}
-
+from bench_vs_weightwatcher import MISTRAL_LAYER, mistral2_path  # noqa: E402
 
 def quarter_path(layers: int = 2) -> Path:
     """Two Mistral-shaped layers at a quarter of each dimension, bf16, generated once."""
-    import torch
-    from safetensors.torch import save_file
-
-    out = BENCH_CACHE / f"mistral{layers}q" / "model.safetensors"
-    if out.exists():
-        return out.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for layer in range(layers):
-        for name, (rows, cols) in QUARTER.items():
-            w = rng.standard_t(3, size=(rows, cols)).astype(np.float32) / np.sqrt(3 * cols)
-            tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
-    save_file(tensors, str(out))
-    return out.parent
+    return mistral2_path(layers, div=4)
 
 
 def best_of(fn, repeat: int) -> float:
@@ -93,7 +76,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per kernel; the fastest counts")
     args = parser.parse_args()
     path = mistral2_path() if args.case == "mistral2" else quarter_path()
-    shapes = list((MISTRAL_LAYER if args.case == "mistral2" else QUARTER).values()) * 2
+    div = 1 if args.case == "mistral2" else 4
+    shapes = [(r // div, c // div) for r, c in MISTRAL_LAYER.values()] * 2
     tall = [(max(s), min(s)) for s in shapes]
     n_big, m_big = max(tall)
     rates = {np.dtype(d).name: syrk_rate(min(n_big, 4096), m_big, d, args.repeat) for d in (np.float64, np.float32)}

@@ -16,32 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_vs_weightwatcher import BENCH_CACHE, MISTRAL_LAYER  # noqa: E402
+from bench_vs_weightwatcher import mistral2_path  # noqa: E402
 
 
 def checkpoint(layers: int, dims: str) -> Path:
-    import torch
-    from safetensors.torch import save_file
-
-    div = 4 if dims == "quarter" else 1
-    out = BENCH_CACHE / f"mistral{layers}{'q' if div == 4 else ''}" / "model.safetensors"
-    if out.exists():
-        return out.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for layer in range(layers):
-        for name, (rows, cols) in MISTRAL_LAYER.items():
-            w = rng.standard_t(3, size=(rows // div, cols // div)).astype(np.float32) / np.sqrt(3 * cols // div)
-            tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
-    save_file(tensors, str(out))
-    return out.parent
+    return mistral2_path(layers, div=4 if dims == "quarter" else 1)
 
 
 def timed(path: Path, **options) -> float:

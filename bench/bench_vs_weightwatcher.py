@@ -52,44 +52,16 @@ def minilm_path() -> Path:
     return fetch("minilm")
 
 
-def mistral2_path(layers: int = 2) -> Path:
-    """Write (once) a safetensors file with `layers` Mistral-7B-shaped decoder layers in bf16."""
+def write_checkpoint(directory: str, layers: int, shapes: dict[str, tuple[int, int]]) -> Path:
+    """Write (once) `layers` decoder layers of Student-t(3) matrices of these shapes, bf16; its folder."""
     import numpy as np
     import torch
     from safetensors.torch import save_file
 
-    out = BENCH_CACHE / f"mistral{layers}" / "model.safetensors"
+    out = BENCH_CACHE / directory / "model.safetensors"
     if out.exists():
         return out.parent
     out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for layer in range(layers):
-        for name, (rows, cols) in MISTRAL_LAYER.items():
-            w = rng.standard_t(3, size=(rows, cols)).astype(np.float32) / np.sqrt(3 * cols)
-            tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
-    save_file(tensors, str(out))
-    return out.parent
-
-
-MIXTRAL_Q = {"H": 1024, "I": 3584, "KV": 256, "E": 8}  # Mixtral-8x7B / 4 (4096, 14336, 1024, 8 experts)
-
-
-def mixtral2_path(layers: int = 2) -> Path:
-    """Write (once) `layers` Mixtral-shaped decoder layers (quarter dimensions, 8 experts), bf16."""
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
-
-    out = BENCH_CACHE / f"mixtral{layers}q" / "model.safetensors"
-    if out.exists():
-        return out.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    h, i, kv = MIXTRAL_Q["H"], MIXTRAL_Q["I"], MIXTRAL_Q["KV"]
-    shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, h)}
-    for e in range(MIXTRAL_Q["E"]):
-        base = f"block_sparse_moe.experts.{e}"
-        shapes.update({f"{base}.w1": (i, h), f"{base}.w2": (h, i), f"{base}.w3": (i, h)})
     rng = np.random.default_rng(0)
     tensors = {}
     for layer in range(layers):
@@ -98,6 +70,25 @@ def mixtral2_path(layers: int = 2) -> Path:
             tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
     save_file(tensors, str(out))
     return out.parent
+
+
+def mistral2_path(layers: int = 2, div: int = 1) -> Path:
+    """`layers` Mistral-7B-shaped decoder layers (each dimension divided by `div`), bf16."""
+    shapes = {k: (r // div, c // div) for k, (r, c) in MISTRAL_LAYER.items()}
+    return write_checkpoint(f"mistral{layers}{'q' if div == 4 else ''}", layers, shapes)
+
+
+MIXTRAL_Q = {"H": 1024, "I": 3584, "KV": 256, "E": 8}  # Mixtral-8x7B / 4 (4096, 14336, 1024, 8 experts)
+
+
+def mixtral2_path(layers: int = 2) -> Path:
+    """`layers` Mixtral-shaped decoder layers (quarter dimensions, 8 experts), bf16."""
+    h, i, kv = MIXTRAL_Q["H"], MIXTRAL_Q["I"], MIXTRAL_Q["KV"]
+    shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, h)}
+    for e in range(MIXTRAL_Q["E"]):
+        base = f"block_sparse_moe.experts.{e}"
+        shapes.update({f"{base}.w1": (i, h), f"{base}.w2": (h, i), f"{base}.w3": (i, h)})
+    return write_checkpoint(f"mixtral{layers}q", layers, shapes)
 
 
 def smollm2_path() -> Path:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +22,6 @@ from ..config import AnalysisConfig
 from ..errors import ConfigError, InputError
 from ..pipeline import skip_reason
 from ..sources import INDEX_NAME, MatrixRef, Source, open_source
-from ..sources.safetensors_reader import SafetensorsLoader
 from .methods import smooth_matrix
 from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
 

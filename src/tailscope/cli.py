@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", "-o", help="write the name-matched alphas (.csv, .json or .parquet)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--debug", action="store_true", help="show tracebacks")
+    c.add_argument("--cache", default=None, help="as for analyze: tensors shared by the models are computed once")
     c.set_defaults(run=_run_compare)
     r = sub.add_parser("report", help="analyze and write one self-contained HTML report")
     r.add_argument("path", help="model to analyze")
@@ -118,10 +119,12 @@ def _executor_flags(p: argparse.ArgumentParser) -> None:  # issue 8: performance
                    help="serial (default), a local process pool, or Ray; parallel ones read each tensor in the worker")
     g.add_argument("--workers", type=int, default=0, help="worker processes / Ray tasks in flight (0 = one per CPU)")
     g.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local one)")
+    g.add_argument("--cache", default=None, help="directory of rows keyed by tensor content: a tensor seen before "
+                   "(in this or any model analyzed with the same cache) is not computed again")
 
 
 def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
-    return dict(executor=args.executor, workers=args.workers, address=args.address)
+    return dict(executor=args.executor, workers=args.workers, address=args.address, cache=args.cache)
 
 
 def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
@@ -184,7 +187,8 @@ def _run_compare(args: argparse.Namespace) -> int:  # issue 4
 
     if len(args.paths) < 2:
         raise ConfigError("`tailscope compare` needs at least two models")
-    comp = compare(*args.paths, names=args.names, plots=args.plots, layers=args.layers, progress=not args.quiet)
+    comp = compare(*args.paths, names=args.names, plots=args.plots, layers=args.layers, progress=not args.quiet,
+                   cache=args.cache)
     print(comp.to_text())
     if args.out:
         print(f"wrote {write_table(comp.matched, args.out)}")

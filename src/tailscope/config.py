@@ -76,6 +76,9 @@ class AnalysisConfig:
         results: durable results (issue 9): a ``.jsonl`` file, or a directory holding one such
             file per model. Each finished row is appended and fsync'ed; a rerun with the same
             path reuses the rows already there (same tensor name, content and row options).
+        cache: a directory shared by many models (issue 8): rows are keyed by tensor content and
+            row options only, not by name, so a tensor met again (an unchanged model, or the
+            matrices a merged or fine-tuned model shares with its base) is computed once.
         executor: ``"serial"`` (one process, reading overlapped with computing), ``"process"``
             (a local pool) or ``"ray"``; the parallel ones need a path, each task reads its own tensor.
         workers: processes (or Ray slots in flight) for a parallel executor; 0 = one per CPU.
@@ -114,6 +117,7 @@ class AnalysisConfig:
     smooth_percent: float = 0.8
     # issue 9: durable, resumable results
     results: str | os.PathLike | None = None
+    cache: str | os.PathLike | None = None  # issue 8: content-addressed rows shared across models
     # issue 8: performance and scale
     executor: Executor = "serial"
     workers: int = 0
@@ -151,6 +155,7 @@ class AnalysisConfig:
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
         _check_results(self.results)  # issue 9
+        _check_cache(self.cache, self.results)  # issue 8
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
         # issue 3b: plots
         if not isinstance(self.plot, bool):
@@ -255,6 +260,18 @@ def _check_results(value: Any) -> None:
         raise ConfigError(f"Expected argument `results` {str(path)!r} to be a .jsonl file, but it is a directory")
     if not is_jsonl and os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"Expected argument `results` {str(path)!r} to be a directory or to end in .jsonl, but it is a file")
+
+
+def _check_cache(value: Any, results: Any) -> None:
+    """issue 8: a directory (created on first use); one of `cache` and `results`."""
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"Expected argument `cache` to be a directory path, but got {value!r}")
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ConfigError(f"Expected argument `cache` {os.fspath(value)!r} to be a directory, but it is a file")
+    if results is not None:
+        raise ConfigError("Expected one of `cache` and `results`, but got both (a cache also resumes a killed run)")
 
 
 def _closest(word: str, candidates: set[str]) -> str | None:

@@ -164,7 +164,7 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
         from .parallel import run_parallel
 
         if base is not None or cfg.peft or store is not None:
-            raise ConfigError(f"Expected `executor`='serial' with `base`, `peft` or `results`, but got {cfg.executor!r}")
+            raise ConfigError(f"Expected `executor`='serial' with `base`, `peft`, `results` or `cache`, but got {cfg.executor!r}")
         rows = run_parallel(model, selected, cfg, device)
     else:
         rows = list(run_serial(selected, cfg, device, store))

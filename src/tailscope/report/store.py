@@ -34,7 +34,8 @@ SCHEMA = 1
 SUFFIX = ".jsonl"
 # options that only decide which rows exist, or how the run is shown/stored; every other option
 # (present or future) is assumed to change a row's numbers and is part of the key
-NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results"})
+NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results", "cache",
+                             "executor", "workers", "address", "plot", "plot_dir"})
 _TAIL_CHUNK = 1 << 16
 
 Key = tuple[str, str, str]
@@ -172,8 +173,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class ContentCache(ResultStore):
+    """A store keyed by content and options only: one file shared by every model (issue 8).
+
+    Rows are reused across names: the stored row's numbers with this run's name and position
+    columns, which is exact, since equal values give the same spectrum.
+    """
+
+    FILE = "rows.jsonl"
+
+    def key(self, name: str, content: str) -> Key:
+        return ("", content, self.options)
+
+
 def open_store(results: str | os.PathLike | None, model_key: str, config: Any) -> ResultStore | None:
-    """The store for one model's run, or None when `results` is not set."""
+    """The store for one model's run: its results file, the shared cache, or None."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return ContentCache(Path(cache) / ContentCache.FILE, options_digest(config))
     if results is None:
         return None
     return ResultStore(results_file(results, model_key), options_digest(config))

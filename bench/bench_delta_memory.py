@@ -14,20 +14,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bigfile import write_bf16_checkpoint  # noqa: E402
+from bigfile import RSS_SAMPLER, write_bf16_checkpoint  # noqa: E402
 
-PROBE = r"""
-import json, sys, threading, time
-peak = 0
-def rss_anon():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-def sample():
-    global peak
-    while True:
-        peak = max(peak, rss_anon()); time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
+PROBE = RSS_SAMPLER + r"""
 import tailscope
 t = time.perf_counter()
 report = tailscope.analyze(sys.argv[1], base=sys.argv[2], progress=False)

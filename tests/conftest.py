@@ -91,3 +91,17 @@ def tiny_mixtral_fused_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-mixtral-fused")
     model.save_pretrained(out, save_original_format=False)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Small SVDs and GEMMs on one torch and one BLAS thread (on a shared CI box, thread pools that
+    spin against each other make a 0.4 s test take 20 s)."""
+    torch = pytest.importorskip("torch")
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)

@@ -11,24 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from bigfile import write_bf16_checkpoint, write_sharded
+from bigfile import RSS_SAMPLER, write_bf16_checkpoint, write_sharded
 
 LIMIT_BYTES = 1.5 * 2**30
 # 60 tall matrices of 49152 x 512 in bf16 = 3.0 GB; tall-skinny keeps the eigen-work cheap
 SHAPES = {f"model.layers.{i}.mlp.down_proj.weight": (49152, 512) for i in range(60)}
 
-PROBE = r"""
-import json, sys, threading, time
-peak = 0
-def rss_anon():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-def sample():
-    global peak
-    while True:
-        peak = max(peak, rss_anon()); time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
+PROBE = RSS_SAMPLER + r"""
 import tailscope
 report = tailscope.analyze(sys.argv[1], progress=False)
 peak = max(peak, rss_anon())

@@ -10,22 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pgd_digits.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small SVDs and GEMMs: one thread each (on a shared CI box, BLAS thread pools that spin
-    against each other make a 0.4 s test take 20 s)."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,17 +23,7 @@ from tailscope.train import (
 from tailscope.train.projection import nearest_in_window, project_tail, tail_window, target_logs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small SVDs and GEMMs: one thread each (on a shared CI box, BLAS thread pools that spin
-    against each other make a 0.4 s test take 20 s)."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def heavy_spectrum(m: int, alpha: float, n_tail: int, seed: int) -> np.ndarray:

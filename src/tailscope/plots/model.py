@@ -46,6 +46,13 @@ def _by_role(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(role, df[roles == role]) for role in sorted(roles.unique())]
 
 
+def _scatter_by_role(ax: Any, df: pd.DataFrame, x: str) -> None:
+    """alpha against column `x`, one colour (and, past ten roles, one marker) per role."""
+    for i, (role, part) in enumerate(_by_role(df)):
+        ax.scatter(part[x], part["alpha"], s=18, color=f"C{i % 10}", marker="os^Dv<>ph*"[(i // 10) % 10],
+                   alpha=0.85, label=role)
+
+
 def _legend_outside(ax: Any) -> None:
     """Legend to the right of the axes, so it never covers a point."""
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, framealpha=0.9)
@@ -93,9 +100,7 @@ def plot_correlation_flow(details: pd.DataFrame, ax: Any = None, *, name: str | 
         raise ConfigError("Expected rows with a successful fit and a depth for the correlation flow, but got none")
     ax = axes_or_new(ax)
     _safe_band(ax, vertical=False)
-    for i, (role, part) in enumerate(_by_role(df)):
-        ax.scatter(part["_depth"], part["alpha"], s=18, color=f"C{i % 10}", marker="os^Dv<>ph*"[(i // 10) % 10],
-                   alpha=0.85, label=role)
+    _scatter_by_role(ax, df, "_depth")
     mean = df.groupby("_depth")["alpha"].mean()
     ax.plot(mean.index, mean.to_numpy(), "-", color="black", lw=1.0, label="mean per depth")
     ax.set_xlabel("layer depth" if depth == "layer" else "layer_id (no layer index in the names)")
@@ -142,9 +147,7 @@ def plot_alpha_vs_rand_distance(details: pd.DataFrame, ax: Any = None, *, name: 
         raise ConfigError("Expected rows with finite alpha and rand_distance, but got none")
     ax = axes_or_new(ax)
     _safe_band(ax, vertical=False)
-    for i, (role, part) in enumerate(_by_role(df)):
-        ax.scatter(part["rand_distance"], part["alpha"], s=18, color=f"C{i % 10}", marker="os^Dv<>ph*"[(i // 10) % 10],
-                   alpha=0.85, label=role)
+    _scatter_by_role(ax, df, "rand_distance")
     ax.set_xlabel("rand_distance (Jensen-Shannon, ESD of W vs shuffled W)")
     ax.set_ylabel(r"$\alpha$")
     title(ax, r"$\alpha$ vs distance from randomized", name)

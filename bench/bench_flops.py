@@ -53,7 +53,7 @@ def syrk_rate(n: int, m: int, dtype: type, repeat: int) -> float:
 
     a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, m)).astype(dtype))
     syrk = dsyrk if dtype == np.float64 else ssyrk
-    with _limited(m):  # the BLAS threads tailscope uses for this M
+    with _limited(n, m):  # the BLAS threads tailscope uses for this shape
         return n * m * m / best_of(lambda: syrk(1.0, a, trans=1), repeat) / 1e9
 
 
@@ -64,7 +64,7 @@ def syevd_seconds(m: int, dtype: type, repeat: int) -> float:
 
     a = np.random.default_rng(1).standard_normal((2 * m, m)).astype(dtype)
     g = a.T @ a
-    with _limited(m):
+    with _limited(2 * m, m):
         return best_of(lambda: eigh(g, eigvals_only=True, driver="evd", check_finite=False), repeat)
 
 

@@ -16,7 +16,7 @@ from tailscope.config import AnalysisConfig
 from tailscope.fit.powerlaw import fit_power_law
 from tailscope.pipeline import plan
 from tailscope.sources import geometry, open_source
-from tailscope.spectrum import compute_spectrum, gram_eigenvalues
+from tailscope.spectrum import compute_spectrum, gram_eigenvalues, singular_values
 from tailscope.spectrum_torch import torch_singular_values_batch
 from tailscope.transforms import to_matrices
 
@@ -139,3 +139,18 @@ print(all((r == runs[0]).all() for r in runs))
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("ratio, via_svd", [(1e-11, False), (1e-15, True)])
+def test_gram_floor_keeps_sv_min_accurate(ratio, via_svd):
+    """Known singular values down to sqrt(ratio) * sv_max: above the floor the Gram route keeps
+    sv_min to 1e-4 relative without an SVD; below it the SVD fallback runs and keeps it too."""
+    rng = np.random.default_rng(3)
+    m = 300
+    u, _ = np.linalg.qr(rng.standard_normal((2 * m, m)))
+    v, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    s = np.geomspace(np.sqrt(ratio), 1.0, m)
+    sv, exact = singular_values((u * s) @ v.T)
+    assert exact is via_svd
+    np.testing.assert_allclose(sv[:5], s[:5], rtol=1e-4)
+    np.testing.assert_allclose(sv[-50:], s[-50:], rtol=1e-10)

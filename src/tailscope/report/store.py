@@ -127,15 +127,14 @@ class ResultStore:
             os.close(fd)  # releases the lock
         self.rows.setdefault(key, row)
 
-    def row(self, key: Key, base: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The stored row for `key` (with this run's position columns), or a new one, stored."""
+    def reuse(self, key: Key, base: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored row for `key` with this run's position columns, or None (then compute and
+        `append` it)."""
         stored = self.get(key)
-        if stored is not None:
-            self.reused += 1
-            return {**stored, **base}
-        row = compute()
-        self.append(key, row)
-        return row
+        if stored is None:
+            return None
+        self.reused += 1
+        return {**stored, **base}
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

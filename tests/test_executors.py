@@ -20,7 +20,7 @@ from tailscope import executors, spectrum
 def model():
     rng = np.random.default_rng(5)
     tensors = {f"small.{i}.weight": rng.standard_t(3, (200 + 10 * i, 120)) for i in range(6)}
-    tensors["large.weight"] = rng.standard_t(3, (12000, 300))  # 12000 * 300^2 > POOLED_MAX_FLOPS
+    tensors["large.weight"] = rng.standard_t(3, (12000, 300))  # 12000 * 300^2 = 1.08e9 > the cut set below
     tensors.update({f"tail.{i}.weight": rng.standard_normal((150, 100)) for i in range(3)})
     return tensors
 
@@ -37,6 +37,7 @@ def seen(monkeypatch):
 
     monkeypatch.setattr(tailscope.pipeline, "analyze_matrix", spy)
     monkeypatch.setattr(executors.os, "sched_getaffinity", lambda pid: {0, 1})  # two cores, wherever the test runs
+    monkeypatch.setattr(executors, "POOLED_MAX_FLOPS", 1e9)  # a "large" matrix that stays small for a test
     return calls
 
 

@@ -316,3 +316,13 @@ def test_cli_flags(tmp_path, capsys):
     assert set(DIAGNOSTIC_COLUMNS) <= set(pd.read_csv(out).columns)
     assert "rand_distance" in capsys.readouterr().out
     assert main(["analyze", str(path), "--quiet", "--bootstrap", "-3"]) == 2
+
+
+@pytest.mark.parametrize("shape, loc", [((9000, 40), 0.0), ((50, 30), 1e4), ((10, 7), 3.7)])
+def test_entry_variance_is_numpys(shape, loc):
+    from tailscope.diagnostics import entry_variance
+
+    w = (loc + np.random.default_rng(2).standard_normal(shape)).astype(np.float32)
+    if loc == 3.7:
+        w[:] = np.float32(loc)  # constant: exactly zero
+    assert entry_variance(w) == pytest.approx(float(np.var(w, dtype=np.float64)), rel=1e-12, abs=0.0)

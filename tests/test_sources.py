@@ -202,3 +202,16 @@ def test_bin_state_dict_file(tmp_path):
     assert list(d["name"]) == ["a", "b"] and list(d["layer_id"]) == [0, 1]
     ref = np.linalg.svd(state["b.weight"].float().numpy(), compute_uv=False) ** 2
     assert d.loc[1, "lambda_max"] == pytest.approx(ref.max(), rel=1e-6)
+
+
+def test_bf16_decode_matches_torch_bit_for_bit():
+    """Every bf16 bit pattern (NaNs, infinities, subnormals included), decoded as torch decodes it."""
+    import torch
+
+    from tailscope.sources.base import bf16_to_float32
+
+    raw = np.arange(2**16, dtype=np.uint16).reshape(256, 256)
+    ours = bf16_to_float32(raw)
+    theirs = torch.from_numpy(raw.view(np.int16)).view(torch.bfloat16).float().numpy()
+    assert ours.shape == (256, 256) and ours.dtype == np.float32
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))

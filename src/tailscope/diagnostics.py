@@ -83,8 +83,19 @@ def shuffled_eigenvalues(mats: list[np.ndarray], seed: int | tuple[int, ...], de
         shuffled = np.array(w, order="C")  # the one copy; shuffled in place
         rng.shuffle(shuffled.reshape(-1))
         evals = compute_spectrum([shuffled], shuffled.shape[0], device).evals
-        parts.append((evals, float(np.var(shuffled, dtype=np.float64))))
+        parts.append((evals, entry_variance(w)))
     return np.sort(np.concatenate([p[0] for p in parts])), parts
+
+
+def entry_variance(w: np.ndarray, rows: int = 4096) -> float:
+    """np.var(w, dtype=float64) (two passes, float64) in row blocks: no float64 copy of all of W
+    (0.02 s instead of 0.08-0.2 s for a 30522 x 384 embedding)."""
+    mean = float(w.sum(dtype=np.float64)) / w.size
+    total = 0.0
+    for start in range(0, w.shape[0], rows):
+        d = np.asarray(w[start : start + rows], dtype=np.float64) - mean
+        total += float(np.vdot(d, d))
+    return total / w.size
 
 
 def randomize_columns(mats: list[np.ndarray], spec: Spectrum, seed: tuple[int, ...], device: str) -> dict[str, Any]:

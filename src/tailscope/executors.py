@@ -56,12 +56,28 @@ def prefetched(refs: Iterable[MatrixRef], digest: bool = False) -> Iterator[tupl
             del array
 
 
+class _NoBar:
+    """What `progress_bar` gives with progress off: tqdm's interface, without importing tqdm (~20 ms)."""
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        return None
+
+
 def progress_bar(total: int, config: AnalysisConfig, desc: str):  # noqa: ANN202
+    if not config.progress:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="matrix", file=sys.stderr, disable=None if config.progress else True, leave=False)
-
-
+    return tqdm(total=total, desc=desc, unit="matrix", file=sys.stderr, disable=None, leave=False)
 
 
 def compute_threads(config: AnalysisConfig, device: str) -> int:

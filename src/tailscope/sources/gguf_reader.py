@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 from ..errors import InputError, require
+from .base import bf16_to_float32
 from .refs import TensorEntry
 from .safetensors_reader import MAX_DIM, _mapped
 
@@ -168,7 +169,7 @@ class GGUFLoader:
         if t.ggml_type in _PLAIN:
             np_dtype, name = _PLAIN[t.ggml_type]
             values = raw.view(np_dtype).reshape(shape)
-            return (values.astype(np.uint32) << 16).view(np.float32) if name == "BF16" else values.astype(np.float32)
+            return bf16_to_float32(values) if name == "BF16" else values.astype(np.float32)
         gguf = require("gguf", "gguf")
         rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
         try:

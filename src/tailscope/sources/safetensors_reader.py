@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import InputError
+from .base import bf16_to_float32
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)
@@ -125,7 +126,7 @@ def _mapped(path: str) -> mmap.mmap:
 def to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
     """Decode stored values (bf16 kept as uint16) to a fresh float32 array."""
     if dtype == "BF16":
-        return (raw.astype(np.uint32) << 16).view(np.float32)
+        return bf16_to_float32(raw)
     return raw.astype(np.float32)
 
 

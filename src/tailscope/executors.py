@@ -33,6 +33,8 @@ from .sources import MatrixRef, geometry
 
 POOLED_MAX_FLOPS = 1e10  # below this Gram work (rf*N*M^2) a matrix is computed in the thread pool
 MAX_COMPUTE_THREADS = 4
+POOL_WINDOW = 4  # matrices in flight per compute thread, so that one long matrix does not idle the others
+POOL_BYTES = 256 * 2**20  # ... and at most this much of their decoded arrays held at once
 
 
 def _read(ref: MatrixRef, digest: bool) -> tuple[np.ndarray, str | None]:
@@ -93,6 +95,10 @@ def is_small(ref: MatrixRef, config: AnalysisConfig) -> bool:
     return geo is not None and float(geo.rf) * geo.N * geo.M * geo.M < POOLED_MAX_FLOPS
 
 
+def _ready(result: Future | dict[str, Any]) -> bool:
+    return not isinstance(result, Future) or result.done()
+
+
 def run_serial(
     refs: list[MatrixRef], config: AnalysisConfig, device: str, store: ResultStore | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -102,12 +108,16 @@ def run_serial(
     from .spectrum import one_blas_thread
 
     threads = compute_threads(config, device)
-    pending: deque[tuple[MatrixRef, Any, Future | dict[str, Any]]] = deque()
+    pending: deque[tuple[MatrixRef, Any, Future | dict[str, Any], int]] = deque()
     with progress_bar(len(refs), config, "analyzing") as bar, ExitStack() as blas_pin, \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tailscope-compute") as pool:
 
+        held = 0  # bytes of the arrays of pooled matrices not yet finished
+
         def finish() -> dict[str, Any]:
-            ref, key, result = pending.popleft()
+            nonlocal held
+            ref, key, result, nbytes = pending.popleft()
+            held -= nbytes
             row = result.result() if isinstance(result, Future) else result
             if key is not None:
                 store.append(key, row)  # type: ignore[union-attr]
@@ -120,20 +130,22 @@ def run_serial(
             key = store.key(ref.name, content) if store is not None else None
             stored = store.reuse(key, base_columns(ref, config)) if store is not None else None
             if stored is not None:
-                pending.append((ref, None, stored))
+                pending.append((ref, None, stored, 0))
             elif threads > 1 and is_small(ref, config):
                 if not pinned:  # one BLAS thread per compute thread while pooled work runs
                     blas_pin.enter_context(one_blas_thread())
                     pinned = True
-                pending.append((ref, key, pool.submit(analyze_matrix, ref, array, config, device)))
+                nbytes = int(getattr(array, "nbytes", 0))  # a LoRA pair (issue 4) is small by construction
+                pending.append((ref, key, pool.submit(analyze_matrix, ref, array, config, device), nbytes))
+                held += nbytes
             else:
                 while pending:
                     yield finish()
                 blas_pin.close()  # a large matrix gets every BLAS thread
                 pinned = False
-                pending.append((ref, key, analyze_matrix(ref, array, config, device)))
+                pending.append((ref, key, analyze_matrix(ref, array, config, device), 0))
             del array
-            while len(pending) > threads or (pending and not isinstance(pending[0][2], Future)):
+            while pending and (len(pending) > POOL_WINDOW * threads or held > POOL_BYTES or _ready(pending[0][2])):
                 yield finish()
         while pending:
             yield finish()

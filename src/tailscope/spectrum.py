@@ -87,8 +87,12 @@ def check_finite(w: np.ndarray) -> None:
 
 
 def gram(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    """W^T W in `dtype` for a tall W, block by block (numpy's matmul runs SYRK for B^T B and,
-    unlike scipy's f2py BLAS wrappers, releases the GIL, so pooled threads overlap)."""
+    """W^T W in `dtype` for a tall W (numpy's matmul runs SYRK for B^T B and, unlike scipy's f2py
+    BLAS wrappers, releases the GIL, so pooled threads overlap). A W already in `dtype` is one
+    SYRK call (14336 x 4096 fp32: 1.08 s, against 1.31 s in 4096-row blocks); otherwise row blocks
+    are converted one at a time, so a bf16/fp32 matrix is never copied whole to float64."""
+    if w.dtype == dtype:
+        return w.T @ w
     first = np.asarray(w[:ROW_BLOCK], dtype=dtype)
     g = first.T @ first
     for start in range(ROW_BLOCK, w.shape[0], ROW_BLOCK):
@@ -98,8 +102,18 @@ def gram(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 
 
 def gram_eigenvalues(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    """Ascending eigenvalues of W^T W (float64) by a `dtype` Gram and numpy's syevd."""
-    evals = np.linalg.eigvalsh(gram(w, dtype))
+    """Ascending eigenvalues of W^T W (float64) by a `dtype` Gram and syevd.
+
+    float64: numpy's eigvalsh, which releases the GIL (pooled threads overlap). float32: scipy's
+    ssyevd, since numpy's linalg computes a float32 input in float64 (4096 x 4096: 2.68 s, the
+    fp64 time, against 1.23 s for ssyevd)."""
+    g = gram(w, dtype)
+    if dtype == np.float64:
+        evals = np.linalg.eigvalsh(g)
+    else:
+        from scipy.linalg import eigh
+
+        evals = eigh(g.T, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)  # g.T: the same symmetric matrix, Fortran order
     return np.clip(evals.astype(np.float64), 0.0, None)
 
 

@@ -14,6 +14,7 @@ converter, which leaves singular values unchanged.
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ class GGUFTensor:
     type_name: str
     begin: int
     n_bytes: int
+
+
+_U64 = struct.Struct("<Q")
 
 
 class _Cursor:
@@ -78,12 +82,26 @@ class _Cursor:
         if etype in _SCALARS:
             self.fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
         elif etype == _STRING:
-            for _ in range(count):
-                self.fh.seek(self.string_length(), 1)
+            self.skip_strings(count)
         else:
             for _ in range(count):
                 self.value(etype)
         return {"array_length": count}
+
+
+    def skip_strings(self, count: int) -> None:
+        """Step over `count` length-prefixed strings by offsets in a memory map: the tokenizer's
+        arrays (SmolLM2: 197k strings) took 0.3 s with a read and a seek per string."""
+        pos, length_at = self.fh.tell(), _U64.unpack_from
+        with mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for _ in range(count):
+                if pos + 8 > self.size:
+                    raise InputError(self.path, "truncated GGUF header")
+                length = length_at(mm, pos)[0]
+                pos += 8 + length
+                if pos > self.size:
+                    raise InputError(self.path, f"GGUF string length {length} runs past the end of the file")
+        self.fh.seek(pos)
 
 
 def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:

@@ -16,8 +16,10 @@ Cases:
             laptop; generated once, bf16, Student-t(3)
 
 --randomize / --mp-fit turn on those options in both tools (the >= 20x target of issue 8).
---base passes the checkpoint itself as the base model to weightwatcher (base_model=) and to
-tailscope (base=), which analyzes the (zero) delta: measures peak RSS with a base.
+--base passes a second checkpoint as the base model to weightwatcher (base_model=) and to
+tailscope (base=), which analyze the delta W - W_base: measures time and peak RSS with a base.
+The base is the same checkpoint with every matrix moved by 1% (a Student-t(3) step of 1% of the
+entries' scale, rounded to bf16), as a fine-tune moves its base; mistral2 and mixtral2 only.
 
 Each tool runs in a fresh subprocess (default options, progress off) so neither pays for the other's
 imports or caches; the time is the analyze call alone (both import their modules before the clock
@@ -54,8 +56,9 @@ def minilm_path() -> Path:
     return fetch("minilm")
 
 
-def write_checkpoint(directory: str, layers: int, shapes: dict[str, tuple[int, int]]) -> Path:
-    """Write (once) `layers` decoder layers of Student-t(3) matrices of these shapes, bf16; its folder."""
+def write_checkpoint(directory: str, layers: int, shapes: dict[str, tuple[int, int]], step: float = 0.0) -> Path:
+    """Write (once) `layers` decoder layers of Student-t(3) matrices of these shapes, bf16; its folder.
+    With `step`, each matrix moved by a Student-t(3) step of that relative size (the --base model)."""
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -64,33 +67,35 @@ def write_checkpoint(directory: str, layers: int, shapes: dict[str, tuple[int, i
     if out.exists():
         return out.parent
     out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng, moves = np.random.default_rng(0), np.random.default_rng(1)
     tensors = {}
     for layer in range(layers):
         for name, (rows, cols) in shapes.items():
             w = rng.standard_t(3, size=(rows, cols)).astype(np.float32) / np.sqrt(3 * cols)
+            if step:
+                w += (step / np.sqrt(3 * cols)) * moves.standard_t(3, size=(rows, cols)).astype(np.float32)
             tensors[f"model.layers.{layer}.{name}.weight"] = torch.from_numpy(w).to(torch.bfloat16)
     save_file(tensors, str(out))
     return out.parent
 
 
-def mistral2_path(layers: int = 2, div: int = 1) -> Path:
+def mistral2_path(layers: int = 2, div: int = 1, step: float = 0.0) -> Path:
     """`layers` Mistral-7B-shaped decoder layers (each dimension divided by `div`), bf16."""
     shapes = {k: (r // div, c // div) for k, (r, c) in MISTRAL_LAYER.items()}
-    return write_checkpoint(f"mistral{layers}{'q' if div == 4 else ''}", layers, shapes)
+    return write_checkpoint(f"mistral{layers}{'q' if div == 4 else ''}{'-base' if step else ''}", layers, shapes, step)
 
 
 MIXTRAL_Q = {"H": 1024, "I": 3584, "KV": 256, "E": 8}  # Mixtral-8x7B / 4 (4096, 14336, 1024, 8 experts)
 
 
-def mixtral2_path(layers: int = 2) -> Path:
+def mixtral2_path(layers: int = 2, step: float = 0.0) -> Path:
     """`layers` Mixtral-shaped decoder layers (quarter dimensions, 8 experts), bf16."""
     h, i, kv = MIXTRAL_Q["H"], MIXTRAL_Q["I"], MIXTRAL_Q["KV"]
     shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, h)}
     for e in range(MIXTRAL_Q["E"]):
         base = f"block_sparse_moe.experts.{e}"
         shapes.update({f"{base}.w1": (i, h), f"{base}.w2": (h, i), f"{base}.w3": (i, h)})
-    return write_checkpoint(f"mixtral{layers}q", layers, shapes)
+    return write_checkpoint(f"mixtral{layers}q{'-base' if step else ''}", layers, shapes, step)
 
 
 def smollm2_path() -> Path:
@@ -122,7 +127,7 @@ def worker(tool: str, path: str, options: dict) -> None:
 
     sampler: dict = {}
     exec(RSS_SAMPLER, sampler)  # noqa: S102 - our own snippet: samples RssAnon every 20 ms in a thread
-    base = options.pop("base", False)
+    base = options.pop("base", None)
     if tool == "tailscope":
         import tailscope
         import tailscope.pipeline  # noqa: F401 - imports before the clock, as `import weightwatcher` does its own
@@ -130,16 +135,16 @@ def worker(tool: str, path: str, options: dict) -> None:
 
         tailscope.spectrum._controller()  # loads scipy's BLAS/LAPACK
         t0 = time.perf_counter()
-        details = tailscope.analyze(path, progress=False, base=path if base else None, **options).details
+        details = tailscope.analyze(path, progress=False, base=base, **options).details
     else:
         import weightwatcher as ww
 
         model = gguf_state_dict(path) if path.endswith(".gguf") else path
         t0 = time.perf_counter()
-        details = ww.WeightWatcher().analyze(model=model, base_model=model if base else None, **options)
+        details = ww.WeightWatcher().analyze(model=model, base_model=base, **options)
     seconds = time.perf_counter() - t0
     key = "name" if path.endswith(".gguf") else "layer_id"  # ww numbers a state dict from 1
-    alphas = {str(k): float(v) for k, v in zip(details[key], details["alpha"])}
+    alphas = {str(k): float(v) for k, v in zip(details[key], details["alpha"])} if "alpha" in details else {}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     anon_mib = max(sampler["peak"], sampler["rss_anon"]()) / 2**20
     print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "anon_mib": anon_mib, "alphas": alphas}))
@@ -171,20 +176,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the fastest counts")
     parser.add_argument("--randomize", action="store_true", help="randomize=True in both tools")
     parser.add_argument("--mp-fit", action="store_true", help="mp_fit=True in both tools")
-    parser.add_argument("--base", action="store_true", help="the checkpoint as its own base model (peak RSS with a base)")
+    parser.add_argument("--base", action="store_true", help="a base model 1%% away (a fine-tune's base)")
     parser.add_argument("--worker", nargs=3, metavar=("TOOL", "PATH", "OPTIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         tool, path, options = args.worker
         worker(tool, path, json.loads(options))
         return
-    options = {k: True for k in ("randomize", "mp_fit", "base") if getattr(args, k)}
+    options = {k: True for k in ("randomize", "mp_fit") if getattr(args, k)}
     paths = {"minilm": minilm_path, "smollm2": smollm2_path, "mistral2": mistral2_path, "mixtral2": mixtral2_path}
-    print(f"options: {options or 'defaults'}")
+    print(f"options: {options or 'defaults'}{' with a base model' if args.base else ''}")
     for case in args.cases.split(","):
         if case not in paths:
             raise SystemExit(f"unknown case {case!r}; choose from {', '.join(paths)}")
-        compare(case, paths[case](), args.repeat, options)
+        if args.base and case not in ("mistral2", "mixtral2"):
+            raise SystemExit(f"--base: case {case!r} has no second checkpoint; use mistral2 or mixtral2")
+        case_options = {**options, "base": str(paths[case](step=0.01))} if args.base else options
+        compare(case, paths[case](), args.repeat, case_options)
 
 
 if __name__ == "__main__":

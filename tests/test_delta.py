@@ -132,3 +132,21 @@ def test_at_most_two_pairs_alive(pair, monkeypatch):
     assert len(rep.details) >= 15
     assert stats["loads"] == 2 * len(rep.details)
     assert stats["max"] <= 4
+
+
+def test_delta_is_exact_float32_and_leaves_the_models_alone():
+    """A fine-tune's close entries subtract exactly in float32; the in-memory models are not written."""
+    from tailscope.delta import delta_refs
+    from tailscope.config import AnalysisConfig
+    from tailscope.sources import open_source
+
+    rng = np.random.default_rng(4)
+    base = {"a.weight": rng.standard_normal((300, 50)).astype(np.float32)}
+    tuned = {"a.weight": (base["a.weight"] * (1 + 1e-3 * rng.standard_normal((300, 50)))).astype(np.float32)}
+    kept = tuned["a.weight"].copy()
+    src = open_source(tuned)
+    (ref,) = delta_refs(src, open_source(base), list(src.refs()), AnalysisConfig(), lambda r: True)
+    delta = ref.load()
+    assert delta.dtype == np.float32
+    assert np.array_equal(delta, kept.astype(np.float64) - base["a.weight"])
+    assert np.array_equal(tuned["a.weight"], kept)

@@ -2,7 +2,11 @@
 
 Pairs are matched by matrix name (expert slices included) and streamed: each pair's loader
 reads one tensor from each source and subtracts, so at most one pair (plus the read-ahead) is in
-memory, never either model. Any name present on one side only, or a shape that differs, is an
+memory, never either model. The difference is float32, rounded to nearest: exact whenever the two
+entries are within a factor 2^15 of each other (bf16 or fp16 weights and a fine-tune's small
+moves), else off by at most half a float32 ulp (2^-24 relative), far below what any spectral
+column resolves. A float64 difference held three matrices per pair where float32 holds two: on
+two Mistral-7B-shaped layers with `base=` the peak anonymous memory was 1552 MiB in float64. Any name present on one side only, or a shape that differs, is an
 error listing a few of them and the count: silently analyzing a subset would hide that the two
 checkpoints are not what the user thinks. `layers=` narrows both sides before matching.
 """
@@ -28,8 +32,8 @@ def _listing(items: list[str]) -> str:
 
 def _delta_loader(ft: MatrixRef, base: MatrixRef) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        w = np.array(ft.load(), dtype=np.float64)
-        w -= base.load()  # cast in the ufunc's buffers: no float64 copy of the base tensor
+        w = np.array(ft.load(), dtype=np.float32)  # our own copy: a source may hand out a model's memory
+        w -= base.load()
         return w
 
     return load

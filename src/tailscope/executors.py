@@ -1,8 +1,8 @@
 """Executors: run `analyze_matrix` over the selected matrices and yield rows in order.
 
 Serial (default): reading overlaps computing: while one matrix's eigenvalues are computed, a
-background thread reads and decodes the next one, so peak memory is about two matrices, never the
-model.
+background thread reads and decodes the next one, so peak memory is about two large matrices
+(plus at most POOL_BYTES of small ones in flight, below), never the model.
 
 Small matrices (Gram work rf*N*M^2 under `POOLED_MAX_FLOPS`) are computed by a few threads at
 once, each on one BLAS thread, rather than one at a time on the BLAS pool: a few-ms Gram or

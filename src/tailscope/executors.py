@@ -7,7 +7,7 @@ background thread reads and decodes the next one, so peak memory is about two la
 Small matrices (Gram work rf*N*M^2 under `POOLED_MAX_FLOPS`) are computed by a few threads at
 once, each on one BLAS thread, rather than one at a time on the BLAS pool: a few-ms Gram or
 eigensolve barely gains from a second BLAS thread, while two such solves side by side use both
-cores fully (numpy/scipy's LAPACK calls release the GIL). Measured on the 2-core machine, quiet:
+cores fully (numpy's BLAS and LAPACK calls release the GIL: `spectrum.gram`). Measured on the 2-core machine, quiet:
 24 384x384 plus 12 1536x384 Gram + syevd took 0.25 s serially on one BLAS thread, 0.20 s on two
 BLAS threads, and 0.17 s as two threads of one BLAS thread each; two Mixtral-shaped layers at
 quarter size (3584 x 1024 experts, work 3.8e9) took 3.85 s with the cut at 1e10 against 4.8 s at

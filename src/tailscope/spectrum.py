@@ -5,16 +5,20 @@ SYRK each (so a bf16/fp32 matrix is never copied whole to float64), then the sym
 divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher gets from a full
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
-fp32 Gram (issue 8, chosen by measurement, bench/bench_routes.py, 2 shared cores, load ~7):
-for M >= FP32_MIN_M and N >= FP32_MIN_Q * M the Gram matrix is accumulated by SSYRK and solved by ssyevd, eigenvalues
-promoted to float64. Measured (OMP_NUM_THREADS=2, machine loaded, so times are inflated ~10x):
+fp32 Gram (issue 8, chosen by measurement, `python bench/bench_routes.py`, 2 cores, quiet, 13:15
+UTC 2026-11-30): for M >= FP32_MIN_M and N >= FP32_MIN_Q * M the Gram matrix is computed by SSYRK
+and solved by ssyevd, eigenvalues promoted to float64:
 
-    shape      gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
-    1024x4096   0.34 s   0.41 s   2.4 s    1.2 s   6.3e-06 / 1.7e-07
-    4096x4096  47.8 s   26.8 s   92.6 s  134.2 s   1.6e-05 / 3.8e-06
+    shape       gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
+    1024x4096   0.10 s   0.06 s   0.31 s   0.18 s  6.2e-06 / 1.8e-07
+    4096x4096   3.51 s   1.42 s   9.67 s   4.06 s  2.1e-05 / 4.2e-06
+    4096x14336  4.71 s   1.91 s  15.68 s   7.53 s  2.1e-05 / 1.4e-06
 
-So fp32 pays only from M in the thousands (the 7B/8x7B matrices, where BLAS is flop-bound and
-fp32 doubles the rate); below, fp64 costs the same and keeps full accuracy. fp32 rounding
+(FP32_MIN_M was 2048 from a run on a loaded machine, where M = 1024 showed no gain; quiet, it is
+1.7x, and two quarter-size Mixtral layers, 3584 x 1024 experts, went from 3.5-3.8 s to 2.8 s,
+alphas within 4.5e-4.)
+So fp32 pays from M ~ 1000 (where BLAS is flop-bound and fp32 doubles the rate); below, the
+solve is a few ms either way and fp64 keeps full accuracy. fp32 rounding
 leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max, harmless for the tail
 every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is kept
 only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
@@ -51,7 +55,7 @@ import numpy as np
 from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-12
-FP32_MIN_M = 2048  # fp32 Gram from this M up (measured: no gain at M=1024, 1.8x at M=4096)
+FP32_MIN_M = 1024  # fp32 Gram from this M up (measured, quiet: 1.7x at 1024x4096, 2.5x at 4096x4096)
 THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
 FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
 FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max

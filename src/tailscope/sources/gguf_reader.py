@@ -88,7 +88,6 @@ class _Cursor:
                 self.value(etype)
         return {"array_length": count}
 
-
     def skip_strings(self, count: int) -> None:
         """Step over `count` length-prefixed strings by offsets in a memory map: the tokenizer's
         arrays (SmolLM2: 197k strings) took 0.3 s with a read and a seek per string."""

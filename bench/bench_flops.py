@@ -30,19 +30,11 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_vs_weightwatcher import MISTRAL_LAYER, mistral2_path  # noqa: E402
+from timing import best_of  # noqa: E402
 
 def quarter_path(layers: int = 2) -> Path:
     """Two Mistral-shaped layers at a quarter of each dimension, bf16, generated once."""
     return mistral2_path(layers, div=4)
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def syrk_rate(n: int, m: int, dtype: type, repeat: int) -> float:

@@ -9,20 +9,11 @@ detX fits + tail step + write-back + Adam moment reset) and their ratio, measure
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from tailscope.train import SpectralProjection
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of  # bench/, the script's own folder
 
 
 def main() -> None:

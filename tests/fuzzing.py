@@ -48,6 +48,21 @@ def safetensors_bytes() -> bytes:
     return struct.pack("<Q", len(text)) + text + raw[8 + length :]
 
 
+def one_tensor_gguf(path: Path, name: str = "blk.0.attn_q.weight") -> tuple[bytearray, int]:
+    """A GGUF with one 16 x 32 F32 tensor written at `path`, as bytes to edit, and the offset of
+    that tensor's n_dims field (u32; its two dims follow as u64, then its GGML type as u32)."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tensor(name, np.ones((16, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    data = bytearray(path.read_bytes())
+    return data, data.index(name.encode()) + len(name)
+
+
 def gguf_bytes(tmp: Path) -> bytes:
     """A small GGUF written by the `gguf` package: F32, F16, Q8_0, stacked experts and a norm."""
     import gguf

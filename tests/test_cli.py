@@ -98,16 +98,12 @@ def test_corrupt_safetensors_header(tmp_path):
 
 
 def test_gguf_unknown_tensor_type(tmp_path):
-    import gguf
+    from fuzzing import one_tensor_gguf
 
     path = tmp_path / "m.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tensor("blk.0.attn_q.weight", np.ones((16, 32), np.float32))
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    data = bytearray(path.read_bytes())
-    name = b"blk.0.attn_q.weight"
-    pos = data.index(name) + len(name) + 4 + 8 * 2  # n_dims (u32) and 2 dims (u64) follow the name
-    data[pos : pos + 4] = struct.pack("<I", 199)
+    data, n_dims_at = one_tensor_gguf(path)
+    type_at = n_dims_at + 4 + 8 * 2  # after n_dims (u32) and the 2 dims (u64)
+    data[type_at : type_at + 4] = struct.pack("<I", 199)
     path.write_bytes(bytes(data))
     _one_line_error(run_cli("analyze", str(path)), str(path), "unknown GGML tensor type 199")
 

@@ -12,13 +12,12 @@ import sys
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 import tailscope
 from fuzzing import (
-    MAX_RSS_GROWTH_MB, check_file, edit_header, gguf_bytes, header_edits, mutate, mutations, rss_mb,
+    MAX_RSS_GROWTH_MB, check_file, edit_header, gguf_bytes, header_edits, mutate, mutations, one_tensor_gguf, rss_mb,
     safetensors_bytes, torch_bytes,
 )
 
@@ -203,15 +202,10 @@ def test_header_claiming_1e12_elements_is_refused_before_allocation(st_seed, tmp
 
 
 def test_gguf_tensor_of_1e12_elements_is_refused(tmp_path):
-    import gguf
-
     path = tmp_path / "m.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tensor("blk.0.attn_q.weight", np.ones((16, 32), np.float32))
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    data = bytearray(path.read_bytes())
-    pos = data.index(b"blk.0.attn_q.weight") + len(b"blk.0.attn_q.weight") + 4
-    data[pos : pos + 16] = struct.pack("<QQ", 10**6, 10**6)
+    data, n_dims_at = one_tensor_gguf(path)
+    dims_at = n_dims_at + 4
+    data[dims_at : dims_at + 16] = struct.pack("<QQ", 10**6, 10**6)
     path.write_bytes(bytes(data))
     one_line_error(path, "blk.0.attn_q.weight", "past the end of the file")
 

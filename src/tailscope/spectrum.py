@@ -6,24 +6,38 @@ divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher ge
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
 fp32 Gram (issue 8, chosen by measurement, `python bench/bench_routes.py`, 2 cores, quiet, 13:15
-UTC 2026-11-30): for M >= FP32_MIN_M and N >= FP32_MIN_Q * M the Gram matrix is computed by SSYRK
-and solved by ssyevd, eigenvalues promoted to float64:
+UTC 2026-11-30): for a matrix stored in 32 bits or fewer (every checkpoint format: bf16, fp16,
+fp32, dequantized GGUF) with M >= FP32_MIN_M and N >= FP32_MIN_Q * M, the Gram matrix is computed
+by SSYRK and solved by ssyevd, eigenvalues promoted to float64:
 
     shape       gram64   gram32   svd64    svd32   gram32 top-50 rel err / alpha rel err
     1024x4096   0.10 s   0.06 s   0.31 s   0.18 s  6.2e-06 / 1.8e-07
     4096x4096   3.51 s   1.42 s   9.67 s   4.06 s  2.1e-05 / 4.2e-06
     4096x14336  4.71 s   1.91 s  15.68 s   7.53 s  2.1e-05 / 1.4e-06
 
-(FP32_MIN_M was 2048 from a run on a loaded machine, where M = 1024 showed no gain; quiet, it is
-1.7x, and two quarter-size Mixtral layers, 3584 x 1024 experts, went from 3.5-3.8 s to 2.8 s,
-alphas within 4.5e-4.)
-So fp32 pays from M ~ 1000 (where BLAS is flop-bound and fp32 doubles the rate); below, the
-solve is a few ms either way and fp64 keeps full accuracy. fp32 rounding
-leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max, harmless for the tail
-every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is kept
-only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
+and on one BLAS thread, as the executor's compute pool runs small matrices (`--threads 1
+--shapes 192x576,384x1536,576x1536`, 14:20 UTC 2026-11-30):
+
+    192x576     1.3 ms   0.9 ms   7.5 ms   4.0 ms  1.3e-06 / 1.6e-06
+    384x1536    9.0 ms   5.2 ms  36.0 ms  19.8 ms  2.0e-06 / 1.7e-07
+    576x1536   21.2 ms  11.5 ms  68.9 ms  36.8 ms  3.7e-06 / 9.9e-08
+
+(FP32_MIN_M was 2048 from a run on a loaded machine, then 1024 while "below, the solve is a few
+ms either way" was believed; but a model has many such matrices, and the few ms add up. At 256
+whole analyses went from 0.26 to 0.23 s (MiniLM) and from 2.03 to 1.74-1.84 s (SmolLM2 GGUF)
+once the fp32 eigensolve ran without the GIL (`ssyevd_eigenvalues`); alphas moved by at most
+3.2e-6 and 4.8e-5, sv_min by 3.2e-5 and 1.1e-4, relative. Below M = 256 a solve is under a
+millisecond and the gain is noise.)
+So fp32 pays wherever the Gram work is not negligible: BLAS runs fp32 at twice the fp64 rate.
+fp32 rounding leaves an absolute eigenvalue error of order eps32 * sqrt(M) * lambda_max
+(measured on SmolLM2's 1536 x 576 MLP matrices: at most 3.5e-6 lambda_max), harmless for the
+tail every fit uses but not for tiny eigenvalues (sv_min, rank counts): so the fp32 result is
+kept only when every eigenvalue exceeds FP32_RELATIVE_FLOOR * lambda_max (a wide bulk, e.g. the
 14336x4096 MLP matrices with Q=3.5, whose Marchenko-Pastur bulk starts near 0.09 lambda_max);
-otherwise (rank-deficient matrices) the matrix is redone in fp64, with the SVD fallback below.
+otherwise the matrix is redone in fp64, with the SVD fallback below. That redo is the price of
+trying: 89 of SmolLM2's 90 MLP matrices keep their fp32 result; its 49152 x 576 token embedding
+(lambda_min / lambda_max = 1.2e-4) and one MLP matrix are redone (the wasted fp32 attempts
+take ~0.2 s of a 1.8 s run).
 Square matrices (q/o projections) go to fp64 directly: their bulk reaches 0, so fp32 would
 nearly always be computed and then thrown away.
 
@@ -55,7 +69,7 @@ import numpy as np
 from .errors import TailscopeError
 
 GRAM_RELATIVE_FLOOR = 1e-12
-FP32_MIN_M = 1024  # fp32 Gram from this M up (measured, quiet: 1.7x at 1024x4096, 2.5x at 4096x4096)
+FP32_MIN_M = 256  # fp32 Gram from this M up (measured, quiet: 1.8x at 576x1536 on one thread, 2.5x at 4096x4096)
 THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
 FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
 FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
@@ -108,31 +122,83 @@ def gram(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 def gram_eigenvalues(w: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """Ascending eigenvalues of W^T W (float64) by a `dtype` Gram and syevd.
 
-    float64: numpy's eigvalsh, which releases the GIL (pooled threads overlap). float32: scipy's
+    float64: numpy's eigvalsh, which releases the GIL (pooled threads overlap). float32: LAPACK's
     ssyevd, since numpy's linalg computes a float32 input in float64 (4096 x 4096: 2.68 s, the
-    fp64 time, against 1.23 s for ssyevd)."""
+    fp64 time, against 1.23 s for ssyevd); see `ssyevd_eigenvalues` for why not scipy's eigh."""
     g = gram(w, dtype)
-    if dtype == np.float64:
-        evals = np.linalg.eigvalsh(g)
-    else:
-        from scipy.linalg import eigh
-
-        evals = eigh(g.T, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)  # g.T: the same symmetric matrix, Fortran order
+    evals = np.linalg.eigvalsh(g) if dtype == np.float64 else ssyevd_eigenvalues(g)
     return np.clip(evals.astype(np.float64), 0.0, None)
 
 
+def ssyevd_eigenvalues(g: np.ndarray) -> np.ndarray:
+    """Ascending eigenvalues of a symmetric float32 matrix by LAPACK ssyevd, overwriting `g`, with
+    the GIL released.
+
+    scipy's `eigh` keeps the GIL while LAPACK runs (its f2py wrapper is not marked thread-safe),
+    so pooled threads queue on it: sixteen 576 x 576 solves took 0.117 s on one thread and
+    0.117 s on two, against 0.180 s and 0.097 s for numpy's (GIL-free) dsyevd. So we call scipy's
+    own ssyevd, the C function that `scipy.linalg.cython_lapack` exports, through ctypes, which
+    drops the GIL for the call: 0.121 s on one thread, 0.064 s on two. Without that export,
+    scipy's eigh."""
+    solver = _ssyevd()
+    if solver is None:
+        from scipy.linalg import eigh
+
+        return eigh(g.T, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+    import ctypes
+
+    a = np.ascontiguousarray(g, dtype=np.float32).T  # symmetric: its transpose is the Fortran-order array, no copy
+    n = a.shape[0]
+    evals, work, iwork = np.empty(n, np.float32), np.empty(1, np.float32), np.empty(1, np.int32)
+    size, lwork, liwork, info = ctypes.c_int(n), ctypes.c_int(-1), ctypes.c_int(1), ctypes.c_int(0)
+
+    def call() -> None:
+        solver(b"N", b"L", ctypes.byref(size), a.ctypes.data, ctypes.byref(size), evals.ctypes.data,
+               work.ctypes.data, ctypes.byref(lwork), iwork.ctypes.data, ctypes.byref(liwork), ctypes.byref(info))
+
+    call()  # lwork = -1: a workspace query; the minimum (2n + 1) runs unblocked, 1.4x slower at 576
+    work = np.empty(max(int(work[0]), 2 * n + 1), np.float32)
+    lwork.value = work.size
+    call()
+    if info.value != 0:
+        raise NumericalError(f"LAPACK ssyevd failed (info={info.value})")
+    return evals
+
+
+@functools.lru_cache(maxsize=1)
+def _ssyevd():  # noqa: ANN202
+    """scipy's ssyevd as a ctypes function (which releases the GIL), or None if not exported."""
+    import ctypes
+
+    try:
+        from scipy.linalg import cython_lapack
+
+        capsule = cython_lapack.__pyx_capi__["ssyevd"]
+    except (ImportError, AttributeError, KeyError):
+        return None
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype, api.PyCapsule_GetPointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    address = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+    i, p = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+    # ssyevd(jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info); jobz='N' needs liwork 1
+    return ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, i, p, i, p, p, i, p, i, i)(address)
+
+
 def _eigs_gram(w: np.ndarray) -> np.ndarray:
-    if route_dtype(w.shape) == np.float32:
+    if route_dtype(w.shape, w.dtype) == np.float32:
         evals = gram_eigenvalues(w, np.float32)
         if evals.size and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
             return evals
     return gram_eigenvalues(w, np.float64)
 
 
-def route_dtype(shape: tuple[int, ...]) -> type:
-    """The Gram dtype for a tall N x M matrix (see the module docstring for the measurements)."""
+def route_dtype(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> type:
+    """The Gram dtype for a tall N x M matrix stored as `dtype` (see the module docstring for the
+    measurements). A float64 matrix stays in float64: its owner kept digits fp32 would drop."""
     n, m = shape[0], shape[1]
-    return np.float32 if m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
+    narrow = np.dtype(dtype).itemsize <= 4
+    return np.float32 if narrow and m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
 
 
 def _svals_svd(w: np.ndarray) -> np.ndarray:

@@ -132,6 +132,19 @@ def test_route_choice_by_shape():
     assert route_dtype((1536, 576), np.float16) == np.float32
 
 
+def test_blas_threads_by_route():
+    """One BLAS thread for small work, and on the fp32 route up to 1e10 (a second thread slowed
+    fp32 solves of 320 x 1280 and 1024 x 4096); every thread for large work."""
+    from tailscope.spectrum import blas_threads
+
+    assert blas_threads(576, 192) == 1  # fp64, 2e7
+    assert blas_threads(1536, 576, np.float64) is None  # fp64, 5e8
+    assert blas_threads(1536, 576) == 1  # fp32, 5e8
+    assert blas_threads(4096, 1024) == 1  # fp32, 4.3e9
+    assert blas_threads(14336, 4096) is None  # fp32, 2.4e11
+    assert blas_threads(4096, 4096) is None  # square: fp64, 6.9e10
+
+
 def test_first_analysis_in_a_process_equals_the_next(tmp_path):
     """Bit-identical results from the first call on: the one-thread limit must hold for the first
     matrix too (threadpoolctl limits only BLAS libraries already loaded)."""

@@ -71,6 +71,7 @@ from .errors import TailscopeError
 GRAM_RELATIVE_FLOOR = 1e-12
 FP32_MIN_M = 256  # fp32 Gram from this M up (measured, quiet: 1.8x at 576x1536 on one thread, 2.5x at 4096x4096)
 THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
+FP32_THREADED_MIN_FLOPS = 1e10  # ... on the fp32 route, from this work up only (measured: blas_threads)
 FP32_MIN_Q = 2  # ... and aspect ratio N/M from 2: a square matrix's bulk reaches down to 0
 FP32_RELATIVE_FLOOR = 1e-3  # fp32 Gram kept only if every eigenvalue is above this * lambda_max
 ROW_BLOCK = 4096
@@ -207,17 +208,23 @@ def _svals_svd(w: np.ndarray) -> np.ndarray:
     return np.sort(svd(np.asarray(w, dtype=np.float64), compute_uv=False, check_finite=False))
 
 
-def blas_threads(n: int, m: int) -> int | None:
-    """BLAS threads for the Gram matrix of an N x M matrix: one for a small problem, else the
-    pool's default (None).
+def blas_threads(n: int, m: int, dtype: np.dtype | type = np.float32) -> int | None:
+    """BLAS threads for the Gram matrix of an N x M matrix stored as `dtype`: one for a small
+    problem, else the pool's default (None).
 
     A few-ms solve gains nothing from a second thread and loses much when the cores are busy:
     MiniLM's 384 x 384 matrices took 1.4 s in all on one OpenBLAS thread against 15 s on two on
     a loaded 2-core machine. Large problems do gain on a quiet machine (measured, 2 idle cores:
     30522 x 384 Gram 0.125 s on one thread, 0.083 s on two; ten 1536 x 384 Gram + eigh 0.087 s
     vs 0.060 s), hence a rule on the work N * M^2, not on M alone.
+
+    The fp32 route gains from a second thread only far later (`bench_routes.py`, quiet, one
+    thread against two: 576 x 1536 11.5 vs 12.0 ms, 1024 x 4096 60.6 vs 66 ms, and 320 x 1280
+    2.9 vs 7.9 ms; in fp64 the second thread does pay, 134 -> 92 ms at 1024 x 4096), so it keeps
+    one thread up to FP32_THREADED_MIN_FLOPS.
     """
-    return 1 if float(n) * m * m < THREADED_MIN_FLOPS else None
+    fp32 = route_dtype((n, m), dtype) == np.float32
+    return 1 if float(n) * m * m < (FP32_THREADED_MIN_FLOPS if fp32 else THREADED_MIN_FLOPS) else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -244,8 +251,8 @@ def one_blas_thread() -> Iterator[None]:
             _pinned.clear()
 
 
-def _limited(n: int, m: int):  # noqa: ANN202
-    threads = blas_threads(n, m)
+def _limited(n: int, m: int, dtype: np.dtype | type = np.float32):  # noqa: ANN202
+    threads = blas_threads(n, m, dtype)
     if threads is None or _pinned.is_set():
         return nullcontext()
     return _controller().limit(limits=threads, user_api="blas")
@@ -253,7 +260,7 @@ def _limited(n: int, m: int):  # noqa: ANN202
 
 def singular_values(w: np.ndarray) -> tuple[np.ndarray, bool]:
     """Ascending singular values of a tall W and whether they came from the exact SVD route."""
-    with _limited(*w.shape):
+    with _limited(*w.shape, w.dtype):
         return _singular_values(w)
 
 

@@ -187,9 +187,16 @@ def _ssyevd():  # noqa: ANN202
 
 
 def _eigs_gram(w: np.ndarray) -> np.ndarray:
+    """The fp32 route's eigenvalues where it applies and they are trustworthy, else fp64's. An fp32
+    Gram matrix overflows from entries of ~1e19 (squares summed past 3.4e38), and ssyevd then fails
+    or returns NaN: that too falls back to fp64, where such matrices are analyzed."""
     if route_dtype(w.shape, w.dtype) == np.float32:
-        evals = gram_eigenvalues(w, np.float32)
-        if evals.size and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                evals = gram_eigenvalues(w, np.float32)
+        except NumericalError:
+            evals = np.empty(0)
+        if evals.size and np.isfinite(evals[-1]) and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
             return evals
     return gram_eigenvalues(w, np.float64)
 

@@ -189,15 +189,13 @@ class GGUFLoader:
             np_dtype, name = _PLAIN[t.ggml_type]
             values = raw.view(np_dtype).reshape(shape)
             return bf16_to_float32(values) if name == "BF16" else values.astype(np.float32)
-        with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
-            out = dequantize(raw, t.type_name)
-        if out is not None:
-            return out.reshape(shape)
-        gguf = require("gguf", "gguf")
-        rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
         try:
-            with np.errstate(all="ignore"):
-                out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
+            with np.errstate(all="ignore"):  # NaN/Inf scales become a 'failed' row, not a warning
+                out = dequantize(raw, t.type_name)  # our decoders; None for the types only gguf has
+                if out is None:
+                    gguf = require("gguf", "gguf")
+                    rows = raw.reshape(int(np.prod(shape[:-1], dtype=np.int64)), -1)
+                    out = gguf.quants.dequantize(rows, gguf.GGMLQuantizationType(t.ggml_type))
         except NotImplementedError as exc:
             raise InputError(self.path, f"tensor '{t.name}': cannot dequantize {t.type_name}: {exc}") from exc
         return np.ascontiguousarray(out, dtype=np.float32).reshape(shape)

@@ -22,6 +22,7 @@ from ..config import AnalysisConfig
 from ..errors import ConfigError, InputError
 from ..pipeline import skip_reason
 from ..sources import INDEX_NAME, MatrixRef, Source, open_source
+from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 from .methods import smooth_matrix
 from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
 
@@ -181,7 +182,7 @@ def _shards(root: Path) -> list[Path]:
         return [root]
     index = root / INDEX_NAME
     if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        names = sorted(set(read_json_file(index, "safetensors index", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
         return [root / n for n in names]
     return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
 

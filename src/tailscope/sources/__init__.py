@@ -14,7 +14,7 @@ from .base import Geometry, MatrixRef, geometry
 from .gguf_reader import gguf_entries, read_gguf
 from .refs import TensorEntry, refs_from_entries
 from .safetensors_reader import iter_file_tensors
-from .untrusted_json import MAX_INDEX_BYTES, read_json_file
+from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 
 __all__ = ["Source", "open_source", "MatrixRef", "Geometry", "geometry"]
 

@@ -23,7 +23,7 @@ from .base import MatrixRef
 from .naming import parse_name
 from .peft_patterns import PatternTable, pattern_tables
 from .tensor_names import checked_name
-from .untrusted_json import MAX_CONFIG_BYTES, Fields, read_json_file
+from ..untrusted.json_loader import MAX_CONFIG_BYTES, Fields, read_json_file
 
 KIND_LOWRANK = "lowrank"
 PREFIX = "base_model.model."

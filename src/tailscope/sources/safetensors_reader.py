@@ -22,8 +22,8 @@ import numpy as np
 
 from ..errors import InputError
 from .base import bf16_to_float32
-from .regular_files import open_regular
-from .untrusted_json import parse_json
+from ..untrusted.regular_files import open_regular
+from ..untrusted.json_loader import parse_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)

@@ -15,7 +15,7 @@ from ..errors import InputError, require
 from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
 from .naming import parse_name
 from .refs import TensorEntry, refs_from_entries
-from .regular_files import check_regular
+from ..untrusted.regular_files import check_regular
 from .tensor_names import checked_name
 
 MAX_WRAPPERS = 4  # {'state_dict': {'model': {...}}}: real checkpoints wrap once or twice

@@ -26,6 +26,7 @@ from .regular_files import read_regular
 MAX_DEPTH = 64  # real files nest 3-5 levels (a config's rope_scaling, a header's entry)
 MAX_INT_DIGITS = 40  # 2**128 has 39 digits; every real count, size or offset has at most 20
 MAX_CONFIG_BYTES = 16 * 2**20  # config.json, adapter_config.json (real ones: a few KB)
+MAX_COUNT = 2**40  # layers, heads, sizes, experts in a config: larger ones exist only in corrupt files
 MAX_INDEX_BYTES = 64 * 2**20  # model.safetensors.index.json (DeepSeek-V3's 91k tensors: 9 MB)
 
 _ESCAPE = re.compile(rb"\\.", re.S)

@@ -58,3 +58,12 @@ def read_regular(path: str | Path, max_bytes: int, what: str) -> bytes:
     if len(data) > max_bytes:  # grew while we read it
         raise InputError(path, f"{what} exceeds the {max_bytes}-byte limit")
     return data
+
+
+def read_regular_text(path: str | Path, max_bytes: int, what: str) -> str:
+    """read_regular, decoded as UTF-8 (an InputError naming the first bad byte otherwise)."""
+    data = read_regular(path, max_bytes, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None

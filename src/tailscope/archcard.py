@@ -210,7 +210,7 @@ def find_config(path: str | Path) -> Path | None:
     """config.json of a model directory or beside a weight file, if there is one."""
     p = Path(path)
     for cand in ((p / "config.json") if p.is_dir() else None, p if p.name == "config.json" else None, p.parent / "config.json"):
-        if cand is not None and cand.is_file():
+        if cand is not None and cand.exists():  # a FIFO or folder named config.json: read_json_file says so
             return cand
     return None
 

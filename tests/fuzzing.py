@@ -420,29 +420,53 @@ GGUF_NAMES = [b"blk.0.attn_q.weight", b"blk.0.ffn_up.weight", b"blk.0.ffn_gate_e
               b"output_norm.weight", b"blk.0.attn_k.weight"]
 
 
+# a complete one-block Llama (H=32, 2 heads of 16, 1 KV head, MLP 64, vocab 40): the metadata and
+# tensors gguf_hf needs to rebuild a model, so that hostile values reach the card and smoothing too
+LLAMA_META = [(b"llama.block_count", (G_U32, 1)), (b"llama.embedding_length", (G_U32, 32)),
+              (b"llama.attention.head_count", (G_U32, 2)), (b"llama.attention.head_count_kv", (G_U32, 1)),
+              (b"llama.feed_forward_length", (G_U32, 64)), (b"llama.context_length", (G_U32, 64)),
+              (b"llama.rope.freq_base", (G_F32, 10000.0)), (b"llama.attention.layer_norm_rms_epsilon", (G_F32, 1e-5))]
+LLAMA_TENSORS = [(b"token_embd.weight", [40, 32]), (b"blk.0.attn_q.weight", [32, 32]), (b"blk.0.attn_k.weight", [16, 32]),
+                 (b"blk.0.attn_v.weight", [16, 32]), (b"blk.0.attn_output.weight", [32, 32]), (b"blk.0.ffn_gate.weight", [64, 32]),
+                 (b"blk.0.ffn_up.weight", [64, 32]), (b"blk.0.ffn_down.weight", [32, 64]), (b"blk.0.attn_norm.weight", [32]),
+                 (b"blk.0.ffn_norm.weight", [32]), (b"output_norm.weight", [32])]
+
+
+@st.composite
+def gguf_tensor(draw: st.DrawFn, name: bytes | None = None, shape: list[int] | None = None) -> tuple[bytes, list[int], int, bool]:
+    """(name, numpy-order shape, GGML type, whether its offset lies): the given name/shape as F32
+    unless a hostile name, shape or type is drawn."""
+    if name is None or rarely(draw, 4):
+        name = draw(st.one_of(st.sampled_from(GGUF_NAMES), st.binary(max_size=6), st.sampled_from([b"\xed\xa0\x80", b"x" * 2000])))
+    if shape is None or rarely(draw, 4):
+        shape = draw(st.one_of(st.sampled_from([[8, 32], [4, 64], [2, 6, 32], [32]]), st.lists(dims, max_size=5)))
+    ggml = draw(st.sampled_from(list(GGML_TYPES) + [2, 99])) if rarely(draw, 3) else 0
+    return name, shape, ggml, rarely(draw, 8)
+
+
 @st.composite
 def gguf_files(draw: st.DrawFn) -> bytes:
-    """A GGUF v3 file: a few metadata values (hostile types, nested or lying arrays) and 1-3 tensors
-    (hostile names, dimensions, types and offsets), data aligned as the format says."""
+    """A GGUF v3 file: either a complete one-block Llama or 1-3 loose tensors, with metadata values
+    of hostile types, nested or lying arrays, and tensors with hostile names, dimensions, types and
+    offsets; data aligned as the format says."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kvs = [(b"general.architecture", (G_STR, b"llama"))]
-    for _ in range(draw(st.integers(0, 4))):
-        key = draw(st.one_of(st.sampled_from(GGUF_KEYS).map(str.encode), st.binary(max_size=6)))
-        kvs.append((key, draw(_g_values)))
+    complete = draw(st.booleans())
+    kvs = [(b"general.architecture", (G_STR, b"llama"))] + (LLAMA_META if complete else [])
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.one_of(st.sampled_from([k for k, _ in LLAMA_META] + [k.encode() for k in GGUF_KEYS]), st.binary(max_size=6)))
+        kvs = [kv for kv in kvs if kv[0] != key] + [(key, draw(_g_values))]
+    specs = [draw(gguf_tensor(n, s)) for n, s in LLAMA_TENSORS] if complete else \
+        [draw(gguf_tensor()) for _ in range(draw(st.integers(1, 3)))]
     infos, blobs, offset = [], [], 0
-    for _ in range(draw(st.integers(1, 3))):
-        name = draw(st.one_of(st.sampled_from(GGUF_NAMES), st.binary(max_size=6), st.sampled_from([b"\xed\xa0\x80", b"x" * 2000])))
-        ggml = draw(st.one_of(st.sampled_from(list(GGML_TYPES)), st.sampled_from([2, 99])))
+    for name, shape, ggml, lies in specs:
         np_dtype, block, block_bytes = GGML_TYPES.get(ggml, (None, 32, 18))
-        shape = draw(st.one_of(st.sampled_from([[8, 32], [4, 64], [2, 6, 32], [32]]), st.lists(dims, max_size=5)))
         count = math.prod(shape)
         n_bytes = count // block * block_bytes if count <= MAX_CASE_ELEMENTS else draw(st.integers(0, 64))
-        blob = _values(rng, n_bytes // 4 * 4 // np.dtype(np_dtype).itemsize, np_dtype) if np_dtype else rng.bytes(n_bytes)
-        blob = blob.ljust(n_bytes, b"\0")
-        at = draw(st.one_of(st.just(offset), st.sampled_from(INTERESTING)))
+        blob = _values(rng, n_bytes // np.dtype(np_dtype).itemsize, np_dtype) if np_dtype else rng.bytes(n_bytes)
+        at = draw(st.sampled_from(INTERESTING)) if lies else offset
         dims_field = struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d % 2**64) for d in reversed(shape))
         infos.append(_g_str(name) + dims_field + struct.pack("<IQ", ggml, at % 2**64))
-        blobs.append(blob + b"\0" * (-len(blob) % 32))
+        blobs.append(blob.ljust(n_bytes, b"\0") + b"\0" * (-n_bytes % 32))
         offset += len(blobs[-1])
     head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(kvs))
     head += b"".join(_g_str(k) + struct.pack("<I", v[0] % 2**32) + _g_value(v) for k, v in kvs) + b"".join(infos)

@@ -193,6 +193,7 @@ def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, 
 
     path = Path(source.path)
     config, pairs = hf_tensor_names(path)
+    tokenizer = load_tokenizer(path)  # before any matrix is smoothed: a GGUF without one fails first
     chosen = {ref.longname: ref for ref in selected}
     writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
     try:
@@ -208,4 +209,4 @@ def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, 
     finally:
         writer.close()
     config.save_pretrained(str(out))
-    load_tokenizer(path).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))

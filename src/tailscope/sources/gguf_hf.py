@@ -132,7 +132,11 @@ def load_tokenizer(path: str | Path) -> Any:
     """The tokenizer stored in a GGUF file, through transformers (offline; 6-11 s for SmolLM2, measured on 2 shared cores)."""
     transformers = require("transformers", "probe")
     path = Path(path)
-    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # noqa: BLE001 - transformers' GGUF tokenizer raises ValueError, KeyError, ... on odd metadata
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(path, f"no usable tokenizer in the GGUF metadata ({type(exc).__name__}: {detail})") from None
 
 
 # -- config -------------------------------------------------------------------------------------

@@ -69,8 +69,10 @@ class _Cursor:
             raise InputError(self.path, f"GGUF string length {length} runs past the end of the file")
         return length
 
-    def string(self) -> str:
-        return self.fh.read(self.string_length()).decode("utf-8", errors="replace")
+    def string(self, errors: str = "replace") -> str:
+        """A metadata string (bad bytes replaced); tensor names keep theirs as surrogates
+        ("surrogateescape"), so that `tensor_names` sees the name is not UTF-8 and skips it."""
+        return self.fh.read(self.string_length()).decode("utf-8", errors=errors)
 
     def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
@@ -145,7 +147,7 @@ def _alignment(path: Path, value: Any) -> int:
 
 
 def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
-    name = cur.string()
+    name = cur.string(errors="surrogateescape")
     n_dims = cur.unpack("<I")
     if n_dims > MAX_DIMS:
         raise InputError(cur.path, f"tensor '{name}': {n_dims} dimensions")

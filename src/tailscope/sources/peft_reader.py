@@ -88,12 +88,12 @@ def _pattern_values(fields: Fields, key: str, is_rank: bool) -> dict[str, float 
 def _tensors(path: Path) -> dict[str, Callable[[], np.ndarray]]:
     """name -> float64 loader, from adapter_model.safetensors or (weights-only) adapter_model.bin."""
     st = path / "adapter_model.safetensors"
-    if st.is_file():
+    if st.exists():  # a FIFO or folder of that name: the reader says so
         from .safetensors_reader import iter_file_tensors
 
         return {info.name: (lambda ld=loader: np.asarray(ld(), dtype=np.float64)) for info, loader in iter_file_tensors(st)}
     pt = path / "adapter_model.bin"
-    if pt.is_file():
+    if pt.exists():
         from .torch_reader import load_state_dict_file
 
         state = load_state_dict_file(pt)

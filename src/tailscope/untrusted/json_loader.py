@@ -30,8 +30,8 @@ MAX_COUNT = 2**40  # layers, heads, sizes, experts in a config: larger ones exis
 MAX_INDEX_BYTES = 64 * 2**20  # model.safetensors.index.json (DeepSeek-V3's 91k tensors: 9 MB)
 
 _ESCAPE = re.compile(rb"\\.", re.S)
-_STRING = re.compile(rb'"[^"]*"')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_DIGITS_AS_ONES = bytes(ord("1") if chr(b).isdigit() and b < 128 else 0 for b in range(256))
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _DEPTH_CHUNK = 1 << 20
 
@@ -49,17 +49,25 @@ def parse_json(raw: bytes, source: str | Path, what: str) -> Any:
     depth = nesting_depth(raw)
     if depth > MAX_DEPTH:
         raise InputError(source, f"{what} is nested {depth} levels deep (the limit is {MAX_DEPTH})")
+    long_digits = raw.translate(_DIGITS_AS_ONES).find(b"1" * (MAX_INT_DIGITS + 1)) >= 0  # else no integer hook
+    value = _loads(text, source, what, long_digits)
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(value, source, what)
+    return value
+
+
+def _loads(text: str, source: str | Path, what: str, check_ints: bool) -> Any:
+    """json.loads refusing repeated keys, and long integers where the text has a run of that many
+    digits (the integer hook costs ~40% on a large header, so only then)."""
     import json
 
+    hooks: dict[str, Any] = {"parse_int": _integer} if check_ints else {}
     try:
-        value = json.loads(text, parse_int=_integer, object_pairs_hook=_object)
+        return json.loads(text, object_pairs_hook=_object, **hooks)
     except _Refused as exc:
         raise InputError(source, f"{what} {exc}") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(source, f"{what} is not valid JSON ({exc})") from None
-    if _SURROGATE_ESCAPE.search(text):
-        _refuse_lone_surrogates(value, source, what)
-    return value
 
 
 def read_json_file(path: str | Path, what: str, max_bytes: int) -> Any:
@@ -70,11 +78,11 @@ def read_json_file(path: str | Path, what: str, max_bytes: int) -> Any:
 def nesting_depth(raw: bytes) -> int:
     """Deepest nesting of arrays and objects in `raw`, brackets inside strings not counted.
 
-    Linear and in C (regex, translate, numpy): escapes are dropped first, so every remaining quote
-    opens or closes a string, and what lies between two quotes is removed.
+    Linear and in C (regex, translate, split, numpy): escapes are dropped first, so every remaining
+    quote opens or closes a string, and the parts between an opening and a closing quote go.
     """
     skeleton = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw
-    skeleton = _STRING.sub(b"", skeleton.translate(None, _NOT_STRUCTURE))
+    skeleton = b"".join(skeleton.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
     deepest, level = 0, 0
     codes = np.frombuffer(skeleton, dtype=np.uint8)
     for start in range(0, codes.size, _DEPTH_CHUNK):

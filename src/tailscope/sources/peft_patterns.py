@@ -307,7 +307,7 @@ class PatternTable:
                 self.entries.append((CompiledKey(key, self.budget), value))
             except PatternError as exc:
                 raise InputError(source, f"{option} key {_shown(key)} is not a supported pattern: {exc} "
-                                         "(see docs/limits.md for the accepted syntax)") from None
+                                         "(accepted: literals, ., [classes], \\d \\w \\s, (groups), |, * + ? {m,n}, ^ $)") from None
 
     def lookup(self, module: str, default: object) -> object:
         for key, value in self.entries:

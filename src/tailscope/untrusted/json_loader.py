@@ -7,8 +7,9 @@ surrogate escapes ("\\ud800"), which no UTF-8 writer (pyarrow, the terminal, a r
 encode and which the safetensors library itself refuses. `parse_json` refuses each of these with
 one `InputError` naming the file; `Fields` then reads values of the expected type or names the
 key that holds something else. Every JSON reader of an input file goes through here: safetensors
-headers, shard indexes, config.json, adapter_config.json and results lines. The limits are read at
-each call, so a caller that needs more may assign them (see docs/limits.md).
+headers, shard indexes, config.json, adapter_config.json and results lines. MAX_DEPTH and
+MAX_INT_DIGITS are read at each call (assigning them changes every reader); the byte limits are
+passed by each reader (docs/limits.md lists them all).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MAX_DEPTH = 64  # real files nest 3-5 levels (a config's rope_scaling, a header'
 MAX_INT_DIGITS = 40  # 2**128 has 39 digits; every real count, size or offset has at most 20
 MAX_CONFIG_BYTES = 16 * 2**20  # config.json, adapter_config.json (real ones: a few KB)
 MAX_COUNT = 2**40  # layers, heads, sizes, experts in a config: larger ones exist only in corrupt files
-MAX_INDEX_BYTES = 64 * 2**20  # model.safetensors.index.json (DeepSeek-V3's 91k tensors: 9 MB)
+MAX_INDEX_BYTES = 64 * 2**20  # model.safetensors.index.json (one of 91k tensors, DeepSeek-V3's count: ~8 MB)
 
 _ESCAPE = re.compile(rb"\\.", re.S)
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -168,51 +168,35 @@ class Fields:
     def raw(self, key: str) -> Any:
         return self.data.get(key)
 
-    def integer(self, key: str, lo: int = 0, hi: int = 2**63 - 1, default: int | None = None) -> int | None:
+    def _read(self, key: str, default: Any, ok: Callable[[Any], bool], expected: str) -> Any:
         value = self.data.get(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self._bad(key, f"an integer in [{lo}, {hi}]", value)
+        if not ok(value):
+            raise self._bad(key, expected, value)
         return value
+
+    def integer(self, key: str, lo: int = 0, hi: int = 2**63 - 1, default: int | None = None) -> int | None:
+        ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi  # noqa: E731
+        return self._read(key, default, ok, f"an integer in [{lo}, {hi}]")
 
     def number(self, key: str, lo: float = -math.inf, hi: float = math.inf, default: float | None = None) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(float(value)) or not lo <= value <= hi:
-            raise self._bad(key, f"a finite number in [{lo:g}, {hi:g}]", value)
-        return float(value)
+        def ok(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)) and lo <= v <= hi
+
+        value = self._read(key, None, ok, f"a finite number in [{lo:g}, {hi:g}]")
+        return default if value is None else float(value)
 
     def text(self, key: str, default: str | None = None) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self._bad(key, "a string", value)
-        return value
+        return self._read(key, default, lambda v: isinstance(v, str), "a string")
 
     def flag(self, key: str, default: bool | None = None) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self._bad(key, "true or false", value)
-        return value
+        return self._read(key, default, lambda v: isinstance(v, bool), "true or false")
 
     def strings(self, key: str) -> list[str]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._bad(key, "an array of strings", value)
-        return value
+        ok = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+        return self._read(key, [], ok, "an array of strings")
 
     def mapping(self, key: str) -> "Fields | None":
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self._bad(key, "an object", value)
-        return Fields(value, self.source, f"{self.prefix}{key}.")
+        value = self._read(key, None, lambda v: isinstance(v, dict), "an object")
+        return None if value is None else Fields(value, self.source, f"{self.prefix}{key}.")

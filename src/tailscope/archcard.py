@@ -232,7 +232,7 @@ def card(path: str | Path) -> ArchitectureCard:
     cfg_path = find_config(p)
     if cfg_path is None:
         raise InputError(p, "no config.json found (the architecture card needs one, or a GGUF file)")
-    cfg = read_json_file(cfg_path, "config.json", MAX_CONFIG_BYTES)
+    cfg = read_json_file(cfg_path, "the file", MAX_CONFIG_BYTES)
     if not isinstance(cfg, dict):
         raise InputError(cfg_path, f"not a valid config.json (expected a JSON object, got {type(cfg).__name__})")
     return card_from_config(cfg, str(cfg_path))

@@ -43,7 +43,7 @@ def _check_config_json(model_dir: Path) -> None:
     config = model_dir / "config.json"
     if not config.exists():
         raise InputError(model_dir, "no config.json: expected a Hugging Face model directory or a .gguf file")
-    data = read_json_file(config, "config.json", MAX_CONFIG_BYTES)
+    data = read_json_file(config, "the file", MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise InputError(config, f"not a JSON object (found {type(data).__name__})")
 

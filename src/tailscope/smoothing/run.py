@@ -182,7 +182,7 @@ def _shards(root: Path) -> list[Path]:
         return [root]
     index = root / INDEX_NAME
     if index.exists():
-        names = sorted(set(read_json_file(index, "safetensors index", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
+        names = sorted(set(read_json_file(index, "the file", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
         return [root / n for n in names]
     return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
 

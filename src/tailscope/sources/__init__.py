@@ -117,7 +117,7 @@ def _open_dir(path: Path, start_id: int) -> Source:
 
 def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[str]]]:
     """Shards in weightwatcher's order (sorted file names) with each shard's keys in index order."""
-    data = read_json_file(index, "safetensors index", MAX_INDEX_BYTES)
+    data = read_json_file(index, "the file", MAX_INDEX_BYTES)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict):
         raise InputError(index, "not a valid safetensors index (expected an object with a 'weight_map' object)")

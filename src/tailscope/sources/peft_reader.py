@@ -58,8 +58,8 @@ def _read_config(path: Path) -> tuple[dict[str, Any], _Scaling]:
     cfg_path = path / "adapter_config.json"
     if not cfg_path.exists():
         raise InputError(path, "not a PEFT adapter directory (no adapter_config.json)")
-    cfg = read_json_file(cfg_path, "adapter_config.json", MAX_CONFIG_BYTES)
-    fields = Fields.of(cfg, cfg_path, "adapter_config.json")
+    cfg = read_json_file(cfg_path, "the file", MAX_CONFIG_BYTES)
+    fields = Fields.of(cfg, cfg_path, "the file")
     peft_type = (fields.text("peft_type") or "LORA").upper()
     if peft_type != "LORA":
         raise InputError(cfg_path, f"peft_type {peft_type!r} is not supported (only LORA)")

@@ -165,7 +165,7 @@ def _is_row(row: dict[str, Any]) -> bool:
     for key, value in row.items():
         if value is not None and not isinstance(value, (bool, int, float, str)):
             return False
-        if key in NUMERIC_COLUMNS and (isinstance(value, (bool, str))):
+        if key in NUMERIC_COLUMNS and isinstance(value, (bool, str)):
             return False
     return all(isinstance(row.get(k, ""), str) for k in ("name", "warning", "reason"))
 

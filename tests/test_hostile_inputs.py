@@ -220,7 +220,7 @@ def test_index_pointing_at_missing_shard(st_seed, tmp_path):
 
 def test_index_that_is_not_json(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text("{weight_map: nope")
-    one_line_error(tmp_path, "model.safetensors.index.json", "not a valid safetensors index")
+    one_line_error(tmp_path, "model.safetensors.index.json", "the file is not valid JSON")
 
 
 def test_index_naming_a_shard_outside_the_directory(st_seed, tmp_path):

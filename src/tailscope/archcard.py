@@ -20,12 +20,12 @@ when weights are present, `describe` adds the count read from the weights themse
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .untrusted.json_loader import MAX_CONFIG_BYTES, MAX_COUNT, Fields, read_json_file
 
 GATED_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "phi3", "olmo", "granite")
 BIAS_QKV_FAMILIES = ("qwen2", "qwen2_moe")
@@ -112,56 +112,62 @@ def _params(n: int | None) -> str:
     return "-" if n is None else f"{human(n)} ({n:,})"
 
 
-def _first(cfg: dict[str, Any], *keys: str) -> Any:
+def _first(f: Fields, *keys: str, lo: int = 1) -> int | None:
+    """The first of `keys` present, as an integer in [lo, MAX_COUNT] (a string there is an error, not a crash)."""
     for k in keys:
-        if cfg.get(k) is not None:
-            return cfg[k]
+        if f.raw(k) is not None:
+            return f.integer(k, lo=lo, hi=MAX_COUNT)
     return None
 
 
-def _rope_theta(cfg: dict[str, Any]) -> float | None:
-    theta = cfg.get("rope_theta")
-    if theta is None and isinstance(cfg.get("rope_parameters"), dict):
-        theta = cfg["rope_parameters"].get("rope_theta")
-    return float(theta) if theta is not None else None
+def _rope_theta(f: Fields) -> float | None:
+    theta = f.number("rope_theta", lo=0)
+    rope = f.mapping("rope_parameters")
+    if theta is None and rope is not None:
+        theta = rope.number("rope_theta", lo=0)
+    return theta
 
 
 def card_from_config(cfg: dict[str, Any], source: str = "") -> ArchitectureCard:
-    """The card of a Hugging Face config dictionary."""
-    family = str(cfg.get("model_type", "unknown"))
-    L = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    H = _first(cfg, "hidden_size", "n_embd", "d_model")
-    nh = _first(cfg, "num_attention_heads", "n_head")
-    nkv = _first(cfg, "num_key_value_heads") or nh
-    hd = _first(cfg, "head_dim") or (H // nh if H and nh else None)
-    E = _first(cfg, "num_local_experts", "num_experts", "n_routed_experts")
-    topk = _first(cfg, "num_experts_per_tok", "moe_top_k") if E else None
-    I = _first(cfg, "intermediate_size", "n_inner")
-    V = _first(cfg, "vocab_size")
-    tied = bool(cfg.get("tie_word_embeddings", family in ("gemma", "gemma2")))
+    """The card of a Hugging Face config dictionary (each value type-checked: a wrong one is an
+    InputError naming `source` and the key)."""
+    f = Fields.of(cfg, source, "config.json")
+    family = f.text("model_type", "unknown")
+    L = _first(f, "num_hidden_layers", "n_layer", "num_layers", lo=0)
+    H = _first(f, "hidden_size", "n_embd", "d_model")
+    nh = _first(f, "num_attention_heads", "n_head")
+    nkv = _first(f, "num_key_value_heads") or nh
+    hd = _first(f, "head_dim") or (H // nh if H and nh else None)
+    E = _first(f, "num_local_experts", "num_experts", "n_routed_experts", lo=0)
+    topk = _first(f, "num_experts_per_tok", "moe_top_k", lo=0) if E else None
+    I = _first(f, "intermediate_size", "n_inner")
+    V = _first(f, "vocab_size")
+    tied = f.flag("tie_word_embeddings", family in ("gemma", "gemma2"))
     total = active = None
     if family in GATED_FAMILIES and None not in (L, H, nh, hd, I, V):
-        total, active = _llama_params(cfg, family, L, H, nh, nkv, hd, I, V, E, topk, tied)
-    dtype = str(_first(cfg, "torch_dtype", "dtype") or "bfloat16").replace("torch.", "")
-    arch = (cfg.get("architectures") or [""])[0]
+        mlp = (_first(f, "moe_intermediate_size") or I) if E else I
+        total, active = _llama_params(bool(f.flag("attention_bias")), family, L, H, nh, nkv, hd, mlp, V, E, topk, tied)
+    dtype = (f.text("torch_dtype") or f.text("dtype") or "bfloat16").replace("torch.", "")
+    arch = (f.strings("architectures") or [""])[0]
     decoder = family in GATED_FAMILIES or "CausalLM" in arch or "LMHead" in arch
     kv_bytes = None if not decoder else 2 * L * nkv * hd * DTYPE_BYTES.get(dtype, 2) if None not in (L, nkv, hd) else None
+    window = _first(f, "sliding_window", lo=0)
     return ArchitectureCard(
         family=family, architecture=arch, n_layers=L, hidden_size=H,
         intermediate_size=I, n_heads=nh, n_kv_heads=nkv, gqa_group=nh // nkv if nh and nkv else None,
-        head_dim=hd, sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
-        rope_theta=_rope_theta(cfg), vocab_size=V, max_positions=_first(cfg, "max_position_embeddings", "n_positions"),
+        head_dim=hd, sliding_window=window if f.flag("use_sliding_window", True) else None,
+        rope_theta=_rope_theta(f), vocab_size=V, max_positions=_first(f, "max_position_embeddings", "n_positions", lo=0),
         n_experts=E, experts_per_token=topk, tied_embeddings=tied, params_total=total, params_active=active,
         kv_dtype=dtype if dtype in DTYPE_BYTES else f"{dtype} (assumed 2 bytes)", kv_bytes_per_token=kv_bytes, source=source,
     )
 
 
-def _llama_params(cfg, family, L, H, nh, nkv, hd, I, V, E, topk, tied) -> tuple[int, int]:  # noqa: ANN001
+def _llama_params(bias, family, L, H, nh, nkv, hd, mlp, V, E, topk, tied) -> tuple[int, int]:  # noqa: ANN001
     """Total and active-per-token parameters of a Llama-style decoder (see the module docstring)."""
     attn = H * nh * hd + 2 * H * nkv * hd + nh * hd * H
-    if family in BIAS_QKV_FAMILIES or cfg.get("attention_bias"):
-        attn += nh * hd + 2 * nkv * hd + (H if cfg.get("attention_bias") else 0)
-    mlp_one = 3 * H * (cfg.get("moe_intermediate_size") or I) if E else 3 * H * I
+    if family in BIAS_QKV_FAMILIES or bias:
+        attn += nh * hd + 2 * nkv * hd + (H if bias else 0)
+    mlp_one = 3 * H * mlp  # per expert: moe_intermediate_size where the config has one
     experts, used = (E, topk or E) if E else (1, 1)
     router = H * E if E else 0
     fixed = V * H * (1 if tied else 2) + H
@@ -174,25 +180,26 @@ def _gguf_config(path: Path) -> dict[str, Any]:
     from .sources.gguf_reader import read_gguf
 
     tensors, meta = read_gguf(path)
-    arch = str(meta.get("general.architecture", "unknown"))
+    g = Fields(meta, path)
+    arch = g.text("general.architecture", "unknown")
 
-    def key(name: str) -> Any:
-        return meta.get(f"{arch}.{name}")
+    def count(name: str, lo: int = 1) -> int | None:  # type-checked under its full GGUF key
+        return g.integer(f"{arch}.{name}", lo=lo, hi=MAX_COUNT)
 
     by_name = {t.name: t for t in tensors}
     emb = by_name.get("token_embd.weight")
-    n_head = key("attention.head_count")
+    experts = count("expert_count", lo=0)
     cfg = {
-        "model_type": "mixtral" if (key("expert_count") and arch == "llama") else arch,
-        "architectures": [str(meta.get("general.name", arch))],
-        "num_hidden_layers": key("block_count"), "hidden_size": key("embedding_length"),
-        "intermediate_size": key("feed_forward_length"), "num_attention_heads": n_head,
-        "num_key_value_heads": key("attention.head_count_kv"),
-        "head_dim": key("attention.key_length"), "rope_theta": key("rope.freq_base"),
-        "max_position_embeddings": key("context_length"),
+        "model_type": "mixtral" if (experts and arch == "llama") else arch,
+        "architectures": [g.text("general.name", arch)],
+        "num_hidden_layers": count("block_count", lo=0), "hidden_size": count("embedding_length"),
+        "intermediate_size": count("feed_forward_length"), "num_attention_heads": count("attention.head_count"),
+        "num_key_value_heads": count("attention.head_count_kv"),
+        "head_dim": count("attention.key_length"), "rope_theta": g.number(f"{arch}.rope.freq_base", lo=0),
+        "max_position_embeddings": count("context_length", lo=0),
         "vocab_size": int(emb.shape[0]) if emb is not None else None,
-        "num_local_experts": key("expert_count") or None, "num_experts_per_tok": key("expert_used_count"),
-        "sliding_window": key("attention.sliding_window"),
+        "num_local_experts": experts or None, "num_experts_per_tok": count("expert_used_count", lo=0),
+        "sliding_window": count("attention.sliding_window", lo=0),
         "tie_word_embeddings": "output.weight" not in by_name,
         "torch_dtype": "float16",  # llama.cpp keeps its KV cache in f16 by default
     }
@@ -203,7 +210,7 @@ def find_config(path: str | Path) -> Path | None:
     """config.json of a model directory or beside a weight file, if there is one."""
     p = Path(path)
     for cand in ((p / "config.json") if p.is_dir() else None, p if p.name == "config.json" else None, p.parent / "config.json"):
-        if cand is not None and cand.is_file():
+        if cand is not None and cand.exists():  # a FIFO or folder named config.json: read_json_file says so
             return cand
     return None
 
@@ -225,10 +232,7 @@ def card(path: str | Path) -> ArchitectureCard:
     cfg_path = find_config(p)
     if cfg_path is None:
         raise InputError(p, "no config.json found (the architecture card needs one, or a GGUF file)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-        if not isinstance(cfg, dict):
-            raise TypeError("not a JSON object")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
-        raise InputError(cfg_path, f"not a valid config.json ({type(exc).__name__}: {exc})") from None
+    cfg = read_json_file(cfg_path, "the file", MAX_CONFIG_BYTES)
+    if not isinstance(cfg, dict):
+        raise InputError(cfg_path, f"not a valid config.json (expected a JSON object, got {type(cfg).__name__})")
     return card_from_config(cfg, str(cfg_path))

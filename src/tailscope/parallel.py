@@ -21,6 +21,8 @@ from .config import AnalysisConfig
 from .errors import ConfigError, require
 from .sources import MatrixRef
 
+MAX_LIST_BYTES = 16 * 2**20  # a list of model paths
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -139,11 +141,12 @@ def read_list(list_file: str | Path) -> list[str]:
     Relative paths are taken relative to the list file's directory.
     """
     from .errors import InputError
+    from .untrusted.regular_files import read_regular_text
 
     p = Path(list_file)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(p, "no such list file")
-    lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
+    lines = [ln.split("#", 1)[0].strip() for ln in read_regular_text(p, MAX_LIST_BYTES, "list file").splitlines()]
     paths = [str((p.parent / ln) if not Path(ln).is_absolute() else Path(ln)) for ln in lines if ln]
     if not paths:
         raise InputError(p, "the list names no model")

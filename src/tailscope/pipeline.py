@@ -214,9 +214,12 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         {'not a matrix (1-D)': 1}
     """
     cfg = make_config(config, options)
+    if isinstance(model, (str, Path)) and _config_only(model):  # size a model before downloading its weights
+        from .archcard import card, find_config
+
+        if find_config(model) is not None:  # a bad config.json is the error here, not "no weights"
+            return Description.from_rows([], source=str(model), card=card(model))
     arch = model_card(model)
-    if arch is not None and _config_only(model):  # size a model before downloading its weights
-        return Description.from_rows([], source=str(model), card=arch)
     source = open_peft(model) if cfg.peft else open_source(model)
     rows = []
     for ref in source.refs():

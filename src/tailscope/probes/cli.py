@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..untrusted.regular_files import read_regular_text
+
+MAX_PROMPT_BYTES = 16 * 2**20
 
 FIGURE_NAME = "probe.png"
 
@@ -32,9 +35,10 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
     prompts = list(args.prompt)
     if args.prompts:
-        if not args.prompts.is_file():
+        if not args.prompts.exists():
             raise InputError(args.prompts, "prompt file not found")
-        prompts += [line for line in args.prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = read_regular_text(args.prompts, MAX_PROMPT_BYTES, "prompt file")
+        prompts += [line for line in text.splitlines() if line.strip()]
     return prompts or list(DEFAULT_PROMPTS)
 
 

@@ -38,15 +38,12 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
 
 def _check_config_json(model_dir: Path) -> None:
     """issue 9: a config.json that is not a JSON object is named here, not deep in transformers."""
-    import json
+    from ..untrusted.json_loader import MAX_CONFIG_BYTES, read_json_file
 
     config = model_dir / "config.json"
-    if not config.is_file():
+    if not config.exists():
         raise InputError(model_dir, "no config.json: expected a Hugging Face model directory or a .gguf file")
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(config, f"not valid JSON ({exc})") from None
+    data = read_json_file(config, "the file", MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise InputError(config, f"not a JSON object (found {type(data).__name__})")
 

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
+from ..untrusted.regular_files import read_regular
+from ..untrusted.json_loader import parse_json
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
@@ -37,6 +40,9 @@ SUFFIX = ".jsonl"
 NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results", "cache",
                              "executor", "workers", "address", "plot", "plot_dir"})
 _TAIL_CHUNK = 1 << 16
+MAX_LINE_BYTES = 2**20  # one row is ~2 KB; a longer line is skipped like a torn one
+MAX_RESULTS_BYTES = 2**30  # read whole at start: ~500k rows
+NUMERIC_COLUMNS = frozenset(COLUMNS[COLUMNS.index("M") : COLUMNS.index("has_esd")] + DIAGNOSTIC_COLUMNS)
 
 Key = tuple[str, str, str]
 
@@ -100,10 +106,11 @@ class ResultStore:
         return (name, content, self.options)
 
     def _read(self) -> dict[Key, dict[str, Any]]:
-        """Complete, parseable lines only; the first record of a key wins."""
+        """Complete, well-formed lines only (others are skipped like a torn one); the first record of a key wins."""
         rows: dict[Key, dict[str, Any]] = {}
-        for line in self.path.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
-            record = _parse(line)
+        data = read_regular(self.path, MAX_RESULTS_BYTES, "results file")
+        for number, line in enumerate(data.split(b"\n")[:-1], 1):  # the part after the last newline is torn
+            record = _parse(line, self.path, number)
             if record is not None:
                 rows.setdefault((record["name"], record["content"], record["options"]), record["row"])
         return rows
@@ -137,14 +144,30 @@ class ResultStore:
         return {**stored, **base}
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def _parse(line: bytes, path: Path, number: int) -> dict[str, Any] | None:
+    """The record of one line, or None for anything this module would not have written."""
+    if len(line) > MAX_LINE_BYTES:
+        return None
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = parse_json(line, path, f"results line {number}")
+    except InputError:
         return None
     ok = isinstance(record, dict) and isinstance(record.get("row"), dict)
     ok = ok and all(isinstance(record.get(k), str) for k in ("name", "content", "options"))
-    return record if ok else None
+    return record if ok and _is_row(record["row"]) else None
+
+
+def _is_row(row: dict[str, Any]) -> bool:
+    """Scalars only, a known status, numbers (or null) in the numeric columns: a reused row must
+    not break the table, its summary or a plot."""
+    if row.get("status", "success") not in ("success", "failed"):
+        return False
+    for key, value in row.items():
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            return False
+        if key in NUMERIC_COLUMNS and isinstance(value, (bool, str)):
+            return False
+    return all(isinstance(row.get(k, ""), str) for k in ("name", "warning", "reason"))
 
 
 def _cut_torn_tail(fd: int) -> None:

@@ -22,6 +22,7 @@ from ..config import AnalysisConfig
 from ..errors import ConfigError, InputError
 from ..pipeline import skip_reason
 from ..sources import INDEX_NAME, MatrixRef, Source, open_source
+from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 from .methods import smooth_matrix
 from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
 
@@ -181,7 +182,7 @@ def _shards(root: Path) -> list[Path]:
         return [root]
     index = root / INDEX_NAME
     if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        names = sorted(set(read_json_file(index, "the file", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
         return [root / n for n in names]
     return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
 
@@ -192,6 +193,7 @@ def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, 
 
     path = Path(source.path)
     config, pairs = hf_tensor_names(path)
+    tokenizer = load_tokenizer(path)  # before any matrix is smoothed: a GGUF without one fails first
     chosen = {ref.longname: ref for ref in selected}
     writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
     try:
@@ -207,4 +209,4 @@ def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, 
     finally:
         writer.close()
     config.save_pretrained(str(out))
-    load_tokenizer(path).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))

@@ -5,7 +5,6 @@ A reader never computes; it knows names, shapes and where the bytes are.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -15,6 +14,7 @@ from .base import Geometry, MatrixRef, geometry
 from .gguf_reader import gguf_entries, read_gguf
 from .refs import TensorEntry, refs_from_entries
 from .safetensors_reader import iter_file_tensors
+from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 
 __all__ = ["Source", "open_source", "MatrixRef", "Geometry", "geometry"]
 
@@ -117,13 +117,10 @@ def _open_dir(path: Path, start_id: int) -> Source:
 
 def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[str]]]:
     """Shards in weightwatcher's order (sorted file names) with each shard's keys in index order."""
-    try:
-        data = json.loads(index.read_text())
-        weight_map = data["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(index, f"not a valid safetensors index ({type(exc).__name__}: {exc})") from None
+    data = read_json_file(index, "the file", MAX_INDEX_BYTES)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise InputError(index, "not a valid safetensors index (expected an object with a 'weight_map' object)")
     order: dict[Path, list[str]] = {}
     for key, shard in weight_map.items():
         if not isinstance(shard, str):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, require
+from ..untrusted.json_loader import MAX_COUNT, Fields
 from .gguf_reader import GGUFLoader, GGUFTensor, read_gguf
 
 ARCH = "llama"
@@ -131,7 +132,11 @@ def load_tokenizer(path: str | Path) -> Any:
     """The tokenizer stored in a GGUF file, through transformers (offline; 6-11 s for SmolLM2, measured on 2 shared cores)."""
     transformers = require("transformers", "probe")
     path = Path(path)
-    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # noqa: BLE001 - transformers' GGUF tokenizer raises ValueError, KeyError, ... on odd metadata
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(path, f"no usable tokenizer in the GGUF metadata ({type(exc).__name__}: {detail})") from None
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -143,12 +148,13 @@ def _build_config(path: Path, meta: dict[str, Any], by_name: dict[str, GGUFTenso
     if arch != ARCH:
         raise InputError(path, f"GGUF architecture {arch!r} is not supported here (only {ARCH!r}: Llama, Mistral, Mixtral)")
     kw = _common_config(path, meta, by_name)
-    n_experts = int(meta.get(f"{ARCH}.expert_count", 0) or 0)
+    meta_fields = Fields(meta, path)
+    n_experts = meta_fields.integer(f"{ARCH}.expert_count", hi=MAX_COUNT) or 0
     has_exps = any(n.endswith("_exps.weight") for n in by_name)
     if n_experts or has_exps:
         if not (n_experts and has_exps):
             raise InputError(path, f"inconsistent MoE file: {ARCH}.expert_count={n_experts} but stacked expert tensors {'present' if has_exps else 'absent'}")
-        kw.update(num_local_experts=n_experts, num_experts_per_tok=int(meta.get(f"{ARCH}.expert_used_count", 2)))
+        kw.update(num_local_experts=n_experts, num_experts_per_tok=meta_fields.integer(f"{ARCH}.expert_used_count", 1, n_experts, 2))
         return transformers.MixtralConfig(**kw, sliding_window=None, architectures=["MixtralForCausalLM"])
     if "mistral" in str(meta.get("general.name", "")).lower():
         return transformers.MistralConfig(**kw, sliding_window=None, architectures=["MistralForCausalLM"])
@@ -156,40 +162,43 @@ def _build_config(path: Path, meta: dict[str, Any], by_name: dict[str, GGUFTenso
 
 
 def _common_config(path: Path, meta: dict[str, Any], by_name: dict[str, GGUFTensor]) -> dict[str, Any]:
-    def key(name: str, default: Any = None) -> Any:
+    fields = Fields(meta, path)
+
+    def key(name: str, default: int | None = None, lo: int = 1) -> int:
         full = f"{ARCH}.{name}"
-        if full not in meta and default is None:
+        value = fields.integer(full, lo=lo, hi=MAX_COUNT, default=default)
+        if value is None:
             raise InputError(path, f"GGUF metadata key '{full}' is missing")
-        return meta.get(full, default)
+        return value
 
     if "token_embd.weight" not in by_name:
         raise InputError(path, "GGUF file has no token_embd.weight tensor")
-    n_head = int(key("attention.head_count"))
-    hidden = int(key("embedding_length"))
-    head_dim = int(meta.get(f"{ARCH}.attention.key_length", meta.get(f"{ARCH}.rope.dimension_count", hidden // n_head)))
+    n_head = key("attention.head_count")
+    hidden = key("embedding_length")
+    head_dim = key("attention.key_length", key("rope.dimension_count", max(hidden // n_head, 1)))
+    token = {k: fields.integer(f"tokenizer.ggml.{k}_token_id", hi=MAX_COUNT) for k in ("bos", "eos", "padding")}
     return dict(
         vocab_size=int(by_name["token_embd.weight"].shape[0]),
         hidden_size=hidden,
-        intermediate_size=int(key("feed_forward_length")),
-        num_hidden_layers=int(key("block_count")),
+        intermediate_size=key("feed_forward_length"),
+        num_hidden_layers=key("block_count", lo=0),
         num_attention_heads=n_head,
-        num_key_value_heads=int(key("attention.head_count_kv", n_head)),
+        num_key_value_heads=key("attention.head_count_kv", n_head),
         head_dim=head_dim,
-        max_position_embeddings=int(key("context_length", 2048)),
-        rms_norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
+        max_position_embeddings=key("context_length", 2048),
+        rms_norm_eps=fields.number(f"{ARCH}.attention.layer_norm_rms_epsilon", 0, 1, 1e-5),
         rope_parameters=_rope(path, meta),
         tie_word_embeddings="output.weight" not in by_name,
-        bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
-        eos_token_id=meta.get("tokenizer.ggml.eos_token_id"),
-        pad_token_id=meta.get("tokenizer.ggml.padding_token_id"),
+        bos_token_id=token["bos"], eos_token_id=token["eos"], pad_token_id=token["padding"],
     )
 
 
 def _rope(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    rope = {"rope_type": "default", "rope_theta": float(meta.get(f"{ARCH}.rope.freq_base", 10000.0))}
-    scaling = meta.get(f"{ARCH}.rope.scaling.type", "none")
+    fields = Fields(meta, path)
+    rope = {"rope_type": "default", "rope_theta": fields.number(f"{ARCH}.rope.freq_base", 0, default=10000.0)}
+    scaling = fields.text(f"{ARCH}.rope.scaling.type", "none")
     if scaling == "linear":
-        rope.update(rope_type="linear", factor=float(meta[f"{ARCH}.rope.scaling.factor"]))
+        rope.update(rope_type="linear", factor=fields.number(f"{ARCH}.rope.scaling.factor", 0, default=1.0))
     elif scaling != "none":
         raise InputError(path, f"rope scaling {scaling!r} is not supported (only none and linear)")
     return rope
@@ -233,11 +242,12 @@ def hf_array(path: str | Path, tensor: GGUFTensor, config: Any) -> np.ndarray:
     """One GGUF tensor as float32 in HF layout (q/k rows un-permuted)."""
     values = GGUFLoader(str(path), tensor)()
     stem = tensor.name.split(".")[-2]
-    if stem == "attn_q":
-        values = unpermute_rows(values, config.num_attention_heads)
-    elif stem == "attn_k":
-        values = unpermute_rows(values, config.num_key_value_heads)
-    return values
+    heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}.get(stem)
+    if heads is None:
+        return values
+    if values.shape[0] % (2 * heads):
+        raise InputError(path, f"tensor '{tensor.name}': {values.shape[0]} rows do not split into {heads} heads of rotary pairs")
+    return unpermute_rows(values, heads)
 
 
 def hf_tensor_names(path: str | Path) -> tuple[Any, list[tuple[GGUFTensor, str]]]:

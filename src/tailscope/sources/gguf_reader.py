@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,15 @@ from ..errors import InputError, require
 from .base import bf16_to_float32
 from .gguf_quants import dequantize
 from .refs import TensorEntry
+from ..untrusted.regular_files import open_regular
 from .safetensors_reader import MAX_DIM, _mapped
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _PLAIN = {0: ("<f4", "F32"), 1: ("<f2", "F16"), 30: ("<u2", "BF16")}  # GGML types decoded without gguf
 MAX_DIMS = 4
+MAX_ARRAY_DEPTH = 4  # arrays of arrays: gguf-py writes them, llama.cpp refuses them; real files have none
+_MIN_ITEM_BYTES = {_STRING: 8, _ARRAY: 12}  # a length (u64), or an element type (u32) and a count (u64)
 
 
 @dataclass(frozen=True)
@@ -65,29 +69,34 @@ class _Cursor:
             raise InputError(self.path, f"GGUF string length {length} runs past the end of the file")
         return length
 
-    def string(self) -> str:
-        return self.fh.read(self.string_length()).decode("utf-8", errors="replace")
+    def string(self, errors: str = "replace") -> str:
+        """A metadata string (bad bytes replaced); tensor names keep theirs as surrogates
+        ("surrogateescape"), so that `tensor_names` sees the name is not UTF-8 and skips it."""
+        return self.fh.read(self.string_length()).decode("utf-8", errors=errors)
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
-            return self.skip_array()
+            return self.skip_array(depth + 1)
         raise InputError(self.path, f"unknown GGUF metadata value type {vtype}")
 
-    def skip_array(self) -> dict[str, int]:
+    def skip_array(self, depth: int = 1) -> dict[str, int]:
+        if depth > MAX_ARRAY_DEPTH:
+            raise InputError(self.path, f"GGUF metadata arrays nested more than {MAX_ARRAY_DEPTH} deep")
         etype, count = self.unpack("<I"), self.unpack("<Q")
-        if count > self.size:
-            raise InputError(self.path, f"GGUF array length {count} exceeds the file size")
+        smallest = struct.calcsize(_SCALARS[etype]) if etype in _SCALARS else _MIN_ITEM_BYTES.get(etype, 0)
+        if count * smallest > self.size - self.fh.tell():
+            raise InputError(self.path, f"GGUF array of {count} items runs past the end of the file")
         if etype in _SCALARS:
-            self.fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
+            self.fh.seek(count * smallest, 1)
         elif etype == _STRING:
             self.skip_strings(count)
         else:
             for _ in range(count):
-                self.value(etype)
+                self.value(etype, depth)
         return {"array_length": count}
 
     def skip_strings(self, count: int) -> None:
@@ -108,8 +117,8 @@ class _Cursor:
 def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
     """Tensor infos (in file order) and scalar metadata of a GGUF file."""
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
         cur = _Cursor(fh, path, size)
         if fh.read(4) != b"GGUF":
             raise InputError(path, "not a GGUF file (bad magic)")
@@ -138,7 +147,7 @@ def _alignment(path: Path, value: Any) -> int:
 
 
 def _tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
-    name = cur.string()
+    name = cur.string(errors="surrogateescape")
     n_dims = cur.unpack("<I")
     if n_dims > MAX_DIMS:
         raise InputError(cur.path, f"tensor '{name}': {n_dims} dimensions")

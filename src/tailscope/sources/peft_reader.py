@@ -1,7 +1,8 @@
 """PEFT LoRA adapters: pair each module's lora_A (r x in) and lora_B (out x r) into one lazy ref.
 
 The ref's loader returns the two small factors and the scale (lora_alpha / r, or
-lora_alpha / sqrt(r) with use_rslora; per-module rank_pattern / alpha_pattern honoured); the
+lora_alpha / sqrt(r) with use_rslora; per-module rank_pattern / alpha_pattern honoured, their keys
+matched by `peft_patterns`, never run as regular expressions); the
 dense update (out x in) is never formed. The row is named ``<module>.lora_BA`` with the module
 name as the base model spells it (the ``base_model.model.`` prefix removed), so that it lines up
 with the base model's own rows.
@@ -9,7 +10,6 @@ with the base model's own rows.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,6 +21,9 @@ import numpy as np
 from ..errors import InputError
 from .base import MatrixRef
 from .naming import parse_name
+from .peft_patterns import PatternTable, pattern_tables
+from .tensor_names import checked_name
+from ..untrusted.json_loader import MAX_CONFIG_BYTES, Fields, read_json_file
 
 KIND_LOWRANK = "lowrank"
 PREFIX = "base_model.model."
@@ -36,53 +39,72 @@ class LowRankFactors:
     scale: float
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Scaling:
+    """What each module's rank and scale come from: r, lora_alpha, use_rslora and the patterns."""
+
+    r: int
+    alpha: float
+    rslora: bool
+    ranks: PatternTable
+    alphas: PatternTable
+
+    def scale(self, module: str, rank: int) -> float:
+        alpha = float(self.alphas.lookup(module, self.alpha))  # type: ignore[arg-type]
+        return alpha / math.sqrt(rank) if self.rslora else alpha / rank
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], _Scaling]:
     cfg_path = path / "adapter_config.json"
-    if not cfg_path.is_file():
+    if not cfg_path.exists():
         raise InputError(path, "not a PEFT adapter directory (no adapter_config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(cfg_path, f"not valid JSON ({exc})") from None
-    peft_type = str(cfg.get("peft_type", "LORA")).upper()
+    cfg = read_json_file(cfg_path, "the file", MAX_CONFIG_BYTES)
+    fields = Fields.of(cfg, cfg_path, "the file")
+    peft_type = (fields.text("peft_type") or "LORA").upper()
     if peft_type != "LORA":
         raise InputError(cfg_path, f"peft_type {peft_type!r} is not supported (only LORA)")
-    if cfg.get("use_dora"):
+    if fields.flag("use_dora"):
         raise InputError(cfg_path, "DoRA adapters (use_dora=true) are not supported: their update is not B @ A")
-    for key in ("r", "lora_alpha"):
-        if not isinstance(cfg.get(key), (int, float)) or cfg[key] <= 0:
-            raise InputError(cfg_path, f"'{key}' must be a positive number, got {cfg.get(key)!r}")
-    return cfg
+    r, alpha = fields.integer("r", lo=1), fields.number("lora_alpha", lo=0)
+    if r is None or not alpha:
+        raise InputError(cfg_path, f"'r' and 'lora_alpha' must be positive numbers, got {cfg.get('r')!r} and {cfg.get('lora_alpha')!r}")
+    ranks, alphas = (_pattern_values(fields, key, is_rank) for key, is_rank in (("rank_pattern", True), ("alpha_pattern", False)))
+    tables = pattern_tables(ranks, alphas, cfg_path)
+    return cfg, _Scaling(r, alpha, bool(fields.flag("use_rslora")), *tables)
+
+
+def _pattern_values(fields: Fields, key: str, is_rank: bool) -> dict[str, float | int]:
+    """rank_pattern (positive integers) or alpha_pattern (positive numbers), checked value by value."""
+    patterns = fields.mapping(key)
+    out: dict[str, float | int] = {}
+    for name in patterns.data if patterns is not None else ():
+        value = patterns.integer(name, lo=1) if is_rank else patterns.number(name, lo=0)
+        if not value:
+            raise InputError(fields.source, f"'{key}.{name}' must be a positive number, got {patterns.data[name]!r}")
+        out[name] = value
+    return out
 
 
 def _tensors(path: Path) -> dict[str, Callable[[], np.ndarray]]:
     """name -> float64 loader, from adapter_model.safetensors or (weights-only) adapter_model.bin."""
     st = path / "adapter_model.safetensors"
-    if st.is_file():
+    if st.exists():  # a FIFO or folder of that name: the reader says so
         from .safetensors_reader import iter_file_tensors
 
         return {info.name: (lambda ld=loader: np.asarray(ld(), dtype=np.float64)) for info, loader in iter_file_tensors(st)}
     pt = path / "adapter_model.bin"
-    if pt.is_file():
-        from .torch_reader import as_numpy, load_state_dict_file
+    if pt.exists():
+        from .torch_reader import load_state_dict_file
 
         state = load_state_dict_file(pt)
-        return {k: (lambda v=v: np.asarray(as_numpy(v), dtype=np.float64)) for k, v in state.items()}
+        return {k: _torch_factor(pt, k, v) for k, v in state.items()}
     raise InputError(path, "no adapter_model.safetensors or adapter_model.bin")
-
-
-def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
-    """PEFT's rank_pattern / alpha_pattern lookup: a key matching the end of the module name."""
-    for key, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?{key}$", module):
-            return value
-    return default
 
 
 def _pairs(path: Path, names: list[str]) -> dict[str, dict[str, str]]:
     pairs: dict[str, dict[str, str]] = {}
     for name in names:
-        m = _PAIR.match(name)
+        m = _PAIR.match(name) if checked_name(name)[1] is None else None  # bad names: `_bad_names`
         if m:
             pairs.setdefault(m["module"], {})[m["side"]] = name
     broken = [f"{mod} (lora_{'A' if 'A' not in sides else 'B'} missing)" for mod, sides in pairs.items() if len(sides) != 2]
@@ -95,24 +117,69 @@ def _pairs(path: Path, names: list[str]) -> dict[str, dict[str, str]]:
 
 def peft_refs(path: Path, start_id: int = 0) -> tuple[list[MatrixRef], dict[str, Any]]:
     """One lowrank ref per adapted module (shape = the dense update's, out x in), and the config."""
-    cfg = _read_config(path)
+    cfg, scaling = _read_config(path)
     loaders = _tensors(path)
     refs = []
     for i, (module, sides) in enumerate(sorted(_pairs(path, list(loaders)).items())):
         la, lb = loaders[sides["A"]], loaders[sides["B"]]
-        a_shape, b_shape = la().shape, lb().shape  # small: r x in and out x r
         short = module[len(PREFIX):] if module.startswith(PREFIX) else module
-        r = a_shape[0]
-        alpha = _pattern_value(cfg.get("alpha_pattern"), short, cfg["lora_alpha"])
-        scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+        try:
+            a_shape, b_shape = la().shape, lb().shape  # small: r x in and out x r
+            problem = _factor_problem(a_shape, b_shape, int(scaling.ranks.lookup(short, scaling.r)))  # type: ignore[arg-type]
+        except InputError as exc:  # an unreadable factor: this module's row is skipped
+            a_shape = b_shape = ()
+            problem = exc.problem
+        scale = scaling.scale(short, a_shape[0]) if problem is None else float("nan")
         info = parse_name(short + ".weight")
         refs.append(MatrixRef(
             name=f"{short}.lora_BA", longname=module, layer_id=start_id + i, kind=KIND_LOWRANK,
-            shape=(b_shape[0], a_shape[1]), dtype="lora", role=info.role, layer=info.layer, expert=info.expert,
-            source=str(path), loader=_factors_loader(la, lb, scale),
-            skip_reason=None if b_shape[1] == r else f"lora_B has {b_shape[1]} columns but lora_A {r} rows",
+            shape=(b_shape[0], a_shape[1]) if problem is None else (), dtype="lora", role=info.role, layer=info.layer,
+            expert=info.expert, source=str(path), loader=_factors_loader(la, lb, scale), skip_reason=problem,
         ))
+    refs += _bad_names(path, list(loaders), start_id + len(refs))
     return refs, cfg
+
+
+def _factor_problem(a_shape: tuple[int, ...], b_shape: tuple[int, ...], rank: int) -> str | None:
+    """Why lora_A (r x in) and lora_B (out x r) do not make an update, or None."""
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        return f"LoRA factors must be 2-D, got lora_A of shape {tuple(a_shape)} and lora_B of shape {tuple(b_shape)}"
+    if 0 in a_shape or 0 in b_shape:
+        return f"empty LoRA factor (lora_A {tuple(a_shape)}, lora_B {tuple(b_shape)})"
+    if b_shape[1] != a_shape[0]:
+        return f"lora_B has {b_shape[1]} columns but lora_A {a_shape[0]} rows"
+    if a_shape[0] != rank:
+        return f"lora_A has {a_shape[0]} rows but adapter_config.json gives this module r={rank}"
+    return None
+
+
+def _bad_names(path: Path, names: list[str], first_id: int) -> list[MatrixRef]:
+    """A skipped row for each tensor whose name cannot be shown or matched (see `tensor_names`)."""
+    refs = []
+    for name in names:
+        shown, problem = checked_name(name)
+        if problem is not None:
+            refs.append(MatrixRef(name=shown, longname=shown, layer_id=first_id + len(refs), kind=KIND_LOWRANK, shape=(),
+                                  dtype="lora", role=parse_name(shown).role, layer=None, expert=None, source=str(path),
+                                  loader=_unreadable(path, problem), skip_reason=problem))
+    return refs
+
+
+def _unreadable(path: Path, problem: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        raise InputError(path, problem)
+
+    return load
+
+
+def _torch_factor(path: Path, name: str, value: Any) -> Callable[[], np.ndarray]:
+    """A float64 loader of one tensor of adapter_model.bin (one raising InputError for a sparse or meta one)."""
+    from .torch_reader import as_numpy, unreadable
+
+    problem = unreadable(value)
+    if problem is not None:
+        return _unreadable(path, f"tensor '{checked_name(name)[0]}': {problem}")
+    return lambda: np.asarray(as_numpy(value), dtype=np.float64)
 
 
 def _factors_loader(la: Callable[[], np.ndarray], lb: Callable[[], np.ndarray], scale: float) -> Callable[[], Any]:

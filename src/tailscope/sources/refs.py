@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, MatrixRef
 from .naming import parse_name, strip_weight
+from .tensor_names import checked_name
 
 LoaderFactory = Callable[[int | None, int | None], Callable[[], np.ndarray]]
 
@@ -28,6 +29,7 @@ class TensorEntry:
     dtype: str
     is_float: bool
     make_loader: LoaderFactory  # (expert, half) -> loader
+    problem: str | None = None  # why this tensor cannot be read (a sparse or meta tensor), if it cannot
 
 
 def is_fused_experts(name: str, shape: tuple[int, ...]) -> bool:
@@ -48,9 +50,10 @@ def refs_from_entries(entries: Iterable[TensorEntry], source: str, start_id: int
 
 def _refs_for(entry: TensorEntry, layer_id: int, source: str) -> Iterator[MatrixRef]:
     shape = entry.shape
-    info = parse_name(entry.name, ndim=len(shape))
-    common = dict(longname=entry.name, layer_id=layer_id, dtype=entry.dtype, layer=info.layer, source=source)
-    skip = _skip_reason(entry)
+    name, bad_name = checked_name(entry.name)
+    info = parse_name(name, ndim=len(shape))
+    common = dict(longname=name, layer_id=layer_id, dtype=entry.dtype, layer=info.layer, source=source)
+    skip = bad_name or entry.problem or _skip_reason(entry)
     if skip is None and is_fused_experts(entry.name, shape):
         yield from _expert_refs(entry, common, info.role)
         return
@@ -58,7 +61,7 @@ def _refs_for(entry: TensorEntry, layer_id: int, source: str) -> Iterator[Matrix
     if skip is None and len(shape) == 3:
         kind = KIND_CONV1D
     yield MatrixRef(
-        name=strip_weight(entry.name), kind=kind, shape=shape, role=info.role, expert=info.expert,
+        name=strip_weight(name), kind=kind, shape=shape, role=info.role, expert=info.expert,
         loader=entry.make_loader(None, None), skip_reason=skip, **common,
     )
 

@@ -9,7 +9,6 @@ file-backed and the kernel may drop them, so resident anonymous memory stays one
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
@@ -23,6 +22,8 @@ import numpy as np
 
 from ..errors import InputError
 from .base import bf16_to_float32
+from ..untrusted.regular_files import open_regular
+from ..untrusted.json_loader import parse_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)
@@ -55,8 +56,8 @@ def read_header(path: str | Path) -> tuple[list[TensorInfo], dict[str, str]]:
     """Parse and validate a safetensors header; tensors in file-offset order, and the metadata."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(8)
             if len(head) < 8:
                 raise InputError(path, f"not a safetensors file: {size} bytes, shorter than the 8-byte header length")
@@ -68,10 +69,7 @@ def read_header(path: str | Path) -> tuple[list[TensorInfo], dict[str, str]]:
             raw = fh.read(length)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"safetensors header is not valid JSON ({exc})") from exc
+    header = parse_json(raw, path, "safetensors header")
     if not isinstance(header, dict):
         raise InputError(path, "safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -114,7 +112,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
 @lru_cache(maxsize=64)
 def _mapping(path: str, size: int, mtime: int) -> mmap.mmap:
     """One read-only map per file (keyed by size and mtime so a rewritten file is remapped)."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 

@@ -15,11 +15,17 @@ from ..errors import InputError, require
 from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
 from .naming import parse_name
 from .refs import TensorEntry, refs_from_entries
+from ..untrusted.regular_files import check_regular
+from .tensor_names import checked_name
+
+MAX_WRAPPERS = 4  # {'state_dict': {'model': {...}}}: real checkpoints wrap once or twice
+_WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
 
 
 def load_state_dict_file(path: Path) -> Mapping[str, Any]:
     """A state dict from a pickle file, without running any code from it."""
     torch = require("torch", "torch")
+    check_regular(path)
     import pickle
     import warnings
 
@@ -52,16 +58,33 @@ def _torch_load(torch, path: Path):  # noqa: ANN001, ANN202
 
 
 def _unwrap(obj: Any, path: Path | str) -> Mapping[str, Any]:
-    """Accept {'state_dict': {...}} / {'model': {...}} wrappers around a flat dict of tensors."""
+    """Accept {'state_dict': {...}} / {'model': {...}} wrappers (up to MAX_WRAPPERS deep) around a
+    flat dict of tensors; a loop, not recursion, as a hostile pickle may nest them thousands deep."""
     torch = require("torch", "torch")
-    if isinstance(obj, Mapping):
+    for _ in range(MAX_WRAPPERS + 1):
+        if not isinstance(obj, Mapping):
+            break
         if any(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj
-        for key in ("state_dict", "model", "module", "model_state_dict"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping):
-                return _unwrap(inner, path)
+        inner = next((obj.get(k) for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
     raise InputError(path, f"expected a state dict (a mapping of names to tensors), found {type(obj).__name__}")
+
+
+def unreadable(tensor: Any) -> str | None:
+    """Why a tensor has no dense values to read (a sparse, quantized or meta tensor), or None."""
+    torch = require("torch", "torch")
+    if not isinstance(tensor, torch.Tensor):
+        return None
+    if tensor.layout != torch.strided:
+        return f"{str(tensor.layout).replace('torch.', '')} tensor (only dense tensors are analyzed)"
+    if tensor.is_meta:
+        return "meta tensor (it holds no values)"
+    if tensor.is_quantized:
+        return "quantized torch tensor (only dense float tensors are analyzed)"
+    return None
 
 
 def _tensor_loader(tensor: Any):  # noqa: ANN202
@@ -82,7 +105,7 @@ def state_dict_entries(state: Mapping[str, Any]) -> Iterator[TensorEntry]:
                 t = t[half * rows : (half + 1) * rows]
             return _tensor_loader(t)
 
-        yield TensorEntry(name, shape, dtype, is_float, make_loader)
+        yield TensorEntry(name, shape, dtype, is_float, make_loader, unreadable(value))
 
 
 def state_dict_refs(state: Mapping[str, Any], source: str, start_id: int = 0) -> Iterator[MatrixRef]:
@@ -124,7 +147,8 @@ def _module_ref(longname: str, layer_id: int, kind: str, weight: Any, source: st
         kind_out = KIND_CONV1D  # transformers' GPT-2 Conv1D stores (in, out); orientation is irrelevant
     else:
         kind_out = kind
-    skip = None if weight.is_floating_point() else f"non-float dtype {weight.dtype}"
+    longname, bad_name = checked_name(longname)
+    skip = bad_name or unreadable(weight) or (None if weight.is_floating_point() else f"non-float dtype {weight.dtype}")
     return MatrixRef(
         name=longname, longname=longname, layer_id=layer_id, kind=kind_out, shape=shape,
         dtype=str(weight.dtype).replace("torch.", ""), role=info.role, layer=info.layer,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..untrusted.regular_files import open_regular
 
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SPLITS = {"train": "train", "test": "t10k"}
@@ -21,12 +22,13 @@ _SPLITS = {"train": "train", "test": "t10k"}
 def read_idx(path: str | Path) -> np.ndarray:
     """The array stored in one IDX file (gzip allowed)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such IDX file")
     try:
-        raw = path.read_bytes()
+        with open_regular(path) as fh:  # a FIFO fails here instead of blocking
+            raw = fh.read()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except FileNotFoundError:
-        raise InputError(path, "no such IDX file") from None
     except (OSError, EOFError) as exc:
         raise InputError(path, f"cannot read: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:

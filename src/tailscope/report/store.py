@@ -34,8 +34,8 @@ SCHEMA = 1
 SUFFIX = ".jsonl"
 # options that only decide which rows exist, or how the run is shown/stored; every other option
 # (present or future) is assumed to change a row's numbers and is part of the key
-NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results", "cache",
-                             "executor", "workers", "address", "plot", "plot_dir"})
+NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "max_elements", "max_refs", "progress",
+                             "results", "cache", "executor", "workers", "address", "plot", "plot_dir"})
 _TAIL_CHUNK = 1 << 16
 
 Key = tuple[str, str, str]

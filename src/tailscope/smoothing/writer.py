@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import InputError
+from ..sources.float8 import FLOAT8, float32_to_float8
 from ..sources.safetensors_reader import SafetensorsLoader
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt", ".ot", ".tflite")
@@ -32,7 +33,8 @@ HF_SIDE_FILES = (
 def encode(values: np.ndarray, dtype: str) -> bytes:
     """Little-endian bytes of `values` (float64) cast to a safetensors float dtype.
 
-    BF16 goes through float32 and rounds to nearest even (what torch's float32 -> bfloat16 does).
+    BF16 goes through float32 and rounds to nearest even (what torch's float32 -> bfloat16 does);
+    F8 rounds to nearest even and saturates at its largest finite value.
     """
     if dtype == "F64":
         return np.ascontiguousarray(values, dtype="<f8").tobytes()
@@ -44,6 +46,8 @@ def encode(values: np.ndarray, dtype: str) -> bytes:
         bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
         return rounded.astype("<u2").tobytes()
+    if dtype in FLOAT8:
+        return float32_to_float8(values, dtype).tobytes()
     raise ValueError(f"cannot write dtype {dtype}")
 
 

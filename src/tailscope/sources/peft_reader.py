@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config import AnalysisConfig
 from ..errors import InputError
 from .base import MatrixRef
 from .naming import parse_name
@@ -55,19 +56,31 @@ def _read_config(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def _tensors(path: Path) -> dict[str, Callable[[], np.ndarray]]:
-    """name -> float64 loader, from adapter_model.safetensors or (weights-only) adapter_model.bin."""
+Factor = tuple[tuple[int, ...], Callable[[], np.ndarray]]  # (shape from the header, float64 loader)
+
+
+def _tensors(path: Path) -> dict[str, Factor]:
+    """name -> (shape, float64 loader), from adapter_model.safetensors or (weights-only) adapter_model.bin.
+
+    Shapes come from the safetensors header or the state dict's tensor metadata: no factor is
+    read until its row is computed. A weights file that resolves outside the adapter directory
+    is refused, as for models.
+    """
+    from . import _inside
+
     st = path / "adapter_model.safetensors"
     if st.is_file():
         from .safetensors_reader import iter_file_tensors
 
-        return {info.name: (lambda ld=loader: np.asarray(ld(), dtype=np.float64)) for info, loader in iter_file_tensors(st)}
+        return {info.name: (info.shape, lambda ld=loader: np.asarray(ld(), dtype=np.float64))
+                for info, loader in iter_file_tensors(_inside(path, st))}
     pt = path / "adapter_model.bin"
     if pt.is_file():
         from .torch_reader import as_numpy, load_state_dict_file
 
-        state = load_state_dict_file(pt)
-        return {k: (lambda v=v: np.asarray(as_numpy(v), dtype=np.float64)) for k, v in state.items()}
+        state = load_state_dict_file(_inside(path, pt))
+        return {k: (tuple(getattr(v, "shape", ())), lambda v=v: np.asarray(as_numpy(v), dtype=np.float64))
+                for k, v in state.items()}
     raise InputError(path, "no adapter_model.safetensors or adapter_model.bin")
 
 
@@ -93,14 +106,16 @@ def _pairs(path: Path, names: list[str]) -> dict[str, dict[str, str]]:
     return pairs
 
 
-def peft_refs(path: Path, start_id: int = 0) -> tuple[list[MatrixRef], dict[str, Any]]:
+def peft_refs(path: Path, start_id: int = 0, max_refs: int = AnalysisConfig.max_refs) -> tuple[list[MatrixRef], dict[str, Any]]:
     """One lowrank ref per adapted module (shape = the dense update's, out x in), and the config."""
     cfg = _read_config(path)
-    loaders = _tensors(path)
+    factors = _tensors(path)
+    pairs = _pairs(path, list(factors))
+    if len(pairs) > max_refs:
+        raise InputError(path, f"lists {len(pairs)} LoRA modules, more than max_refs {max_refs}")
     refs = []
-    for i, (module, sides) in enumerate(sorted(_pairs(path, list(loaders)).items())):
-        la, lb = loaders[sides["A"]], loaders[sides["B"]]
-        a_shape, b_shape = la().shape, lb().shape  # small: r x in and out x r
+    for i, (module, sides) in enumerate(sorted(pairs.items())):
+        (a_shape, la), (b_shape, lb) = factors[sides["A"]], factors[sides["B"]]  # r x in and out x r
         short = module[len(PREFIX):] if module.startswith(PREFIX) else module
         r = a_shape[0]
         alpha = _pattern_value(cfg.get("alpha_pattern"), short, cfg["lora_alpha"])
@@ -111,6 +126,7 @@ def peft_refs(path: Path, start_id: int = 0) -> tuple[list[MatrixRef], dict[str,
             shape=(b_shape[0], a_shape[1]), dtype="lora", role=info.role, layer=info.layer, expert=info.expert,
             source=str(path), loader=_factors_loader(la, lb, scale),
             skip_reason=None if b_shape[1] == r else f"lora_B has {b_shape[1]} columns but lora_A {r} rows",
+            elements=math.prod(a_shape) + math.prod(b_shape),
         ))
     return refs, cfg
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
+from .config import AnalysisConfig
 from .errors import ConfigError, TailscopeError
 
 EXIT_USAGE = 2
@@ -31,6 +32,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=_layers, default=(), help="comma-separated ids (negative drops), roles or name regexes; prefix - to drop")
     p.add_argument("--min-evals", type=int, default=8)
     p.add_argument("--max-evals", type=int, default=15000)
+    p.add_argument("--max-n", type=int, default=AnalysisConfig.max_n, help="skip matrices whose long side is larger")
+    p.add_argument("--max-elements", type=int, default=AnalysisConfig.max_elements,
+                   help="skip matrices holding more values once decoded (default 2^29)")
+    p.add_argument("--max-refs", type=int, default=AnalysisConfig.max_refs,
+                   help="refuse a model listing more matrices, experts counted one by one (default 200000)")
     p.add_argument("--conv2d", choices=("slices", "unfold"), default="slices")
     p.add_argument("--out", "-o", help="write the full table (.csv, .json or .parquet)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -147,7 +153,8 @@ def _diagnostic_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, conv2d=args.conv2d)
+    return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, max_n=args.max_n,
+                max_elements=args.max_elements, max_refs=args.max_refs, conv2d=args.conv2d)
 
 
 def _run_analyze(args: argparse.Namespace) -> int:

@@ -22,6 +22,16 @@ class InputError(TailscopeError):
         super().__init__(f"{self.source}: {self.problem}")
 
 
+class OutputError(TailscopeError):
+    """A file or directory cannot be written (read-only, no permission, full disk, a directory in
+    the way), or holds data tailscope will not overwrite: the message names the path and why."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = _one_line(str(path))
+        self.problem = _one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
+
+
 def _one_line(text: str) -> str:
     """Escape control characters (a hostile file's tensor names may hold newlines) and cap the
     length, so an error stays one readable line."""

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .outputs import atomic_write_text
 from .report.table import Report
 
 TABLE_COLUMNS = ("layer_id", "name", "role", "layer", "expert", "shape", "alpha", "base_alpha", "alpha_weighted", "D",
@@ -157,10 +158,7 @@ def report_html(report: Report, model: Any = None) -> str:
 
 def write_html(report: Report, path: str | Path, model: Any = None) -> Path:
     """Write the self-contained HTML report of `report`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(report, model), encoding="utf-8")
-    return path
+    return atomic_write_text(path, report_html(report, model))
 
 
 def compare_html(comp: Any) -> str:
@@ -189,7 +187,4 @@ def compare_html(comp: Any) -> str:
 
 
 def write_compare_html(comp: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(compare_html(comp), encoding="utf-8")
-    return path
+    return atomic_write_text(path, compare_html(comp))

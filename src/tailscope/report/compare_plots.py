@@ -7,12 +7,13 @@ under-trained.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import require
+from ..outputs import atomic_write
 
 BAND = (2.0, 6.0)
 
@@ -43,10 +44,7 @@ def alpha_scatter(matched: pd.DataFrame, labels: Sequence[str], path: Path) -> P
     ax.set_ylabel("alpha (other model)")
     ax.set_title(f"per-layer alpha, {len(matched)} matrices matched by name", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: Path) -> Path:
@@ -65,7 +63,12 @@ def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: 
     ax.set_ylabel("layers")
     ax.set_title("alpha distribution (dotted: 2 and 6)", fontsize=10)
     ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigError, InputError
 from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
+from ..outputs import atomic_write, check_file
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
@@ -29,23 +30,29 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
     return df[lead + [c for c in df.columns if c not in lead]]
 
 
+TABLE_SUFFIXES = (".csv", ".json", ".parquet")
+
+
+def check_table_path(path: str | Path) -> Path:
+    """Fail before any work on an `out` path that cannot take a table (extension, folder)."""
+    return check_file(path, "out", TABLE_SUFFIXES)
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write by extension: .csv, .json (records), .parquet."""
+    """Write by extension: .csv, .json (records), .parquet; whole or not at all (atomic rename)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json", ".parquet"):
+    if suffix not in TABLE_SUFFIXES:
         raise ConfigError(f"Expected `out` to end in .csv, .json or .parquet, but got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writers = {
+        ".csv": lambda tmp: df.to_csv(tmp, index=False),
+        ".json": lambda tmp: df.to_json(tmp, orient="records", indent=1, double_precision=15),
+        ".parquet": lambda tmp: df.to_parquet(tmp, index=False),
+    }
     try:
-        if suffix == ".csv":
-            df.to_csv(path, index=False)
-        elif suffix == ".json":
-            df.to_json(path, orient="records", indent=1, double_precision=15)
-        else:
-            df.to_parquet(path, index=False)
+        return atomic_write(path, writers[suffix])
     except ImportError as exc:
         raise InputError(path, f"writing parquet needs pyarrow: pip install 'tailscope[parquet]' ({exc})") from None
-    return path
 
 
 @dataclass

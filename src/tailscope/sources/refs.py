@@ -48,7 +48,7 @@ def refs_from_entries(
         listed += ref_count(entry)
         if listed > max_refs:
             raise InputError(source, f"lists more than {max_refs} matrices (tensor '{entry.name}' of shape "
-                                     f"{entry.shape} crosses the bound); raise `max_refs` if the model is real")
+                                     f"{entry.shape} crosses the bound); raise `max_refs` (--max-refs) if the model is real")
         counted = entry.name.endswith(".weight") or (entry.is_float and len(entry.shape) >= 2)
         this_id = layer_id if counted else -1
         if counted:

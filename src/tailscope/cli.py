@@ -133,10 +133,25 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
     return dict(executor=args.executor, workers=args.workers, address=args.address, cache=args.cache)
 
 
+def check_outputs(out: str | None = None, html: str | None = None, plots: str | None = None) -> None:
+    """Refuse unusable output paths (extension, a directory in the way, no write access, a file
+    where a folder goes) before any work, so an hour of analysis is never lost to a typo."""
+    from .outputs import check_directory, check_file
+    from .report.table import check_table_path
+
+    if out:
+        check_table_path(out)
+    if html:
+        check_file(html, "html")
+    if plots:
+        check_directory(plots, "plots")
+
+
 def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
     from .parallel import analyze_many, read_list
     from .report.table import write_table
 
+    check_outputs(out=args.out)
     table = analyze_many(read_list(args.list), layers=args.layers, device=args.device, progress=not args.quiet,
                          **_executor_options(args))
     cols = [c for c in ("model", "layer_id", "name", "N", "M", "alpha", "status") if c in table.columns]
@@ -160,6 +175,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
+    check_outputs(out=args.out, html=args.html, plots=args.plots)
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
                      progress=not args.quiet, plot_dir=args.plots, results=args.results, **_options(args),
                      **_diagnostic_options(args), **_executor_options(args))
@@ -181,6 +197,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 def _run_describe(args: argparse.Namespace) -> int:
     from .pipeline import describe
 
+    check_outputs(out=args.out)
     desc = describe(args.path, **_options(args))
     print(desc.to_text())
     if args.out:
@@ -194,6 +211,7 @@ def _run_compare(args: argparse.Namespace) -> int:  # issue 4
 
     if len(args.paths) < 2:
         raise ConfigError("`tailscope compare` needs at least two models")
+    check_outputs(out=args.out, html=args.html, plots=args.plots)
     comp = compare(*args.paths, names=args.names, plots=args.plots, layers=args.layers, progress=not args.quiet,
                    cache=args.cache)
     print(comp.to_text())
@@ -210,6 +228,7 @@ def _run_report(args: argparse.Namespace) -> int:  # issue 4
     from .htmlreport import write_html
     from .pipeline import analyze
 
+    check_outputs(html=args.output)
     report = analyze(args.path, base=args.base, peft=args.peft, layers=args.layers, progress=not args.quiet)
     print(f"wrote {write_html(report, args.output, model=args.path)}")
     return 0

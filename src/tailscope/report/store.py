@@ -13,6 +13,11 @@ a hash of every option that can change a row's numbers (all but `NOT_ROW_OPTIONS
 version and the record schema. Selection options (`layers`, `min_evals`, ...) only decide which
 rows exist, so they are not part of the key. The columns that describe the row's position (`layer_id`, ...) are
 recomputed on every run and overwrite the stored ones.
+
+A results file starts with the line `HEADER` (files written before it existed start with a
+record), and a file that starts with anything else is refused, never appended to or cut: a
+`--results notes.jsonl` typo must not touch the user's notes. An append that fails (full disk,
+read-only filesystem) is cut back to where it started and reported as an `OutputError`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import OutputError
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
@@ -37,6 +42,7 @@ SUFFIX = ".jsonl"
 NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "max_elements", "max_refs", "progress",
                              "results", "cache", "executor", "workers", "address", "plot", "plot_dir"})
 _TAIL_CHUNK = 1 << 16
+HEADER = b'{"tailscope": "results", "schema": 1}\n'
 
 Key = tuple[str, str, str]
 
@@ -86,23 +92,25 @@ class ResultStore:
     def __init__(self, path: Path, options: str) -> None:
         self.path, self.options = path, options
         try:
-            created = not path.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
-            if created:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-                _fsync_dir(path.parent)
-            self.rows = self._read()
+            _create(path)
+            data = path.read_bytes()
         except OSError as exc:
-            raise InputError(path, f"cannot use as a results file: {exc.strerror or exc}") from None
+            raise OutputError(path, f"cannot use as a results file: {exc.strerror or exc}") from None
+        if not _ours(data):
+            raise OutputError(path, "exists and is not a tailscope results file (its first line is neither "
+                                    f"{HEADER.decode().strip()} nor a results record); refusing to append to it")
+        self.rows = self._read(data)
         self.reused = 0
 
     def key(self, name: str, content: str) -> Key:
         return (name, content, self.options)
 
-    def _read(self) -> dict[Key, dict[str, Any]]:
+    @staticmethod
+    def _read(data: bytes) -> dict[Key, dict[str, Any]]:
         """Complete, parseable lines only; the first record of a key wins."""
         rows: dict[Key, dict[str, Any]] = {}
-        for line in self.path.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
+        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn
             record = _parse(line)
             if record is not None:
                 rows.setdefault((record["name"], record["content"], record["options"]), record["row"])
@@ -115,14 +123,16 @@ class ResultStore:
         """One line, written whole under an exclusive lock and fsync'ed before returning."""
         record = {"name": key[0], "content": key[1], "options": key[2], "row": row}
         line = (json.dumps(record, default=_jsonable, allow_nan=True) + "\n").encode()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot append a row: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _cut_torn_tail(fd)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            _append(fd, line)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot append a row (the rows before it are kept): {exc.strerror or exc}") from None
         finally:
             os.close(fd)  # releases the lock
         self.rows.setdefault(key, row)
@@ -145,6 +155,66 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     ok = isinstance(record, dict) and isinstance(record.get("row"), dict)
     ok = ok and all(isinstance(record.get(k), str) for k in ("name", "content", "options"))
     return record if ok else None
+
+
+def _create(path: Path) -> None:
+    """Create the file with its header line already in it, unless it exists (another run may be
+    creating it): the header is written to a temporary file that is then hard-linked into place,
+    so no run ever sees our file without its header."""
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(path):x}.tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _append(fd, HEADER)
+        os.close(fd)
+        fd = -1
+        _link_new(tmp, path)
+        _fsync_dir(path.parent)
+    except FileExistsError:
+        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Hard-link `tmp` to `path` (FileExistsError if it exists); where the filesystem has no hard
+    links, create `path` exclusively and write the header (a run opening it in that instant sees
+    it empty, which it accepts)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _append(fd, HEADER)
+        finally:
+            os.close(fd)
+
+
+def _ours(data: bytes) -> bool:
+    """Empty (just created elsewhere), or a first line that is our header or one of our records."""
+    first = data.split(b"\n", 1)[0]
+    return not data or data.startswith(HEADER) or (b"\n" in data and _parse(first) is not None)
+
+
+def _append(fd: int, line: bytes) -> None:
+    """Write `line` whole and fsync it, or cut the file back to its size before (full disk)."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass  # the torn line is cut by the next writer, and readers skip it
+        raise
 
 
 def _cut_torn_tail(fd: int) -> None:

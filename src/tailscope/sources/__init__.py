@@ -14,6 +14,7 @@ from ..config import AnalysisConfig
 from ..errors import InputError
 from .base import Geometry, MatrixRef, geometry
 from .gguf_reader import gguf_entries, read_gguf
+from .paths import inside as _inside
 from .refs import TensorEntry, refs_from_entries
 from .safetensors_reader import iter_file_tensors
 
@@ -79,17 +80,6 @@ def _open_path(path: Path, start_id: int, max_refs: int) -> Source:
     raise InputError(path, f"unknown weight file type '{suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
 
 
-def _inside(root: Path, candidate: Path) -> Path:
-    """Refuse files that resolve outside the model directory (symlinks, '../' in an index)."""
-    try:
-        resolved = candidate.resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # NUL byte, name too long, symlink loop
-        raise InputError(candidate, f"cannot resolve the path ({type(exc).__name__}: {exc})") from None
-    if not resolved.is_relative_to(root.resolve()):
-        raise InputError(candidate, f"resolves outside the model directory {root} ({resolved}); refusing to read it")
-    return resolved
-
-
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -100,6 +90,7 @@ def _is_file(path: Path) -> bool:
 def _open_dir(path: Path, start_id: int, max_refs: int) -> Source:
     index = path / INDEX_NAME
     if index.exists():
+        _inside(path, index)
         files, order = _read_index(index, path)
         return _safetensors_source(path, files, order, start_id, max_refs)
     for pattern, opener in (("*.safetensors", "st"), ("*.bin", "pt"), ("*.pt", "pt"), ("*.pth", "pt"), ("*.gguf", "gguf")):

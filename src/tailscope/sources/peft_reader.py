@@ -22,6 +22,7 @@ from ..config import AnalysisConfig
 from ..errors import InputError
 from .base import MatrixRef
 from .naming import parse_name
+from .paths import inside
 
 KIND_LOWRANK = "lowrank"
 PREFIX = "base_model.model."
@@ -41,6 +42,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     cfg_path = path / "adapter_config.json"
     if not cfg_path.is_file():
         raise InputError(path, "not a PEFT adapter directory (no adapter_config.json)")
+    cfg_path = inside(path, cfg_path)
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -66,19 +68,17 @@ def _tensors(path: Path) -> dict[str, Factor]:
     read until its row is computed. A weights file that resolves outside the adapter directory
     is refused, as for models.
     """
-    from . import _inside
-
     st = path / "adapter_model.safetensors"
     if st.is_file():
         from .safetensors_reader import iter_file_tensors
 
         return {info.name: (info.shape, lambda ld=loader: np.asarray(ld(), dtype=np.float64))
-                for info, loader in iter_file_tensors(_inside(path, st))}
+                for info, loader in iter_file_tensors(inside(path, st))}
     pt = path / "adapter_model.bin"
     if pt.is_file():
         from .torch_reader import as_numpy, load_state_dict_file
 
-        state = load_state_dict_file(_inside(path, pt))
+        state = load_state_dict_file(inside(path, pt))
         return {k: (tuple(getattr(v, "shape", ())), lambda v=v: np.asarray(as_numpy(v), dtype=np.float64))
                 for k, v in state.items()}
     raise InputError(path, "no adapter_model.safetensors or adapter_model.bin")

@@ -32,10 +32,17 @@ class OutputError(TailscopeError):
         super().__init__(f"{self.path}: {self.problem}")
 
 
+def printable(text: str) -> str:
+    """`text` with every non-printable character written as its escape (``\x1b``, ``\n``,
+    ``\u202e``): a name from a file can neither drive the terminal (ANSI escape sequences) nor
+    reorder the text around it (bidirectional overrides), and it stays on its line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _one_line(text: str) -> str:
     """Escape control characters (a hostile file's tensor names may hold newlines) and cap the
     length, so an error stays one readable line."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text)
     return text if len(text) <= 600 else text[:600] + "..."
 
 

@@ -119,7 +119,9 @@ class ProbeReport:
 
     def to_text(self) -> str:
         """The side-by-side table as aligned text."""
-        return self.table().map(_fmt).to_string()
+        from ..report.table import printable_frame
+
+        return printable_frame(self.table().map(_fmt)).to_string()
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": [m.to_dict() for m in self.models]}
@@ -137,7 +139,8 @@ class ProbeReport:
 
         fig = probe_figure(self)
         if path is not None:
-            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png"))
+            kind = Path(path).suffix.lstrip(".") or "png"
+            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=kind))
         return fig
 
     def __repr__(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, printable
 from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 from ..outputs import atomic_write, check_file
 
@@ -36,6 +36,17 @@ TABLE_SUFFIXES = (".csv", ".json", ".parquet")
 def check_table_path(path: str | Path) -> Path:
     """Fail before any work on an `out` path that cannot take a table (extension, folder)."""
     return check_file(path, "out", TABLE_SUFFIXES)
+
+
+def printable_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every text cell (and column name) made printable, for the terminal: escaping
+    cells before `to_string` keeps the columns aligned."""
+    def clean(v: Any) -> Any:
+        return printable(v) if isinstance(v, str) else v
+
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    out = df.assign(**{c: df[c].map(clean) for c in text}) if text else df
+    return out.rename(columns=lambda c: clean(c), index=lambda i: clean(i))
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -103,11 +114,12 @@ class Report:
     def to_text(self, max_rows: int = 400) -> str:
         """The terminal view: key columns per matrix and the summary."""
         cols = [c for c in TERMINAL_COLUMNS if c in self.details.columns]
-        table = self.details[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
-        lines = [table, "", f"summary of {self.source}:"]
+        shown = printable_frame(self.details[cols].head(max_rows))
+        table = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        lines = [table, "", f"summary of {printable(self.source)}:"]
         lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
         if self.skipped:
-            lines.append("  skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items())))
+            lines.append("  skipped: " + printable(", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items()))))
         experts = self.experts  # issue 4: mixture-of-experts summary
         if not experts.empty:
             from .experts import experts_text
@@ -157,11 +169,12 @@ class Description:
         df = self.details
         head = [self.card.to_text(), ""] if self.card is not None else []
         if df.empty:
-            return "\n".join(head + [f"{self.source}: no weights (config only)" if head else f"{self.source}: no tensors"])
+            source = printable(self.source)
+            return "\n".join(head + [f"{source}: no weights (config only)" if head else f"{source}: no tensors"])
         cols = ["layer_id", "name", "role", "layer", "expert", "shape", "N", "M", "Q", "num_evals", "dtype"]
-        shown = df[df["analyzed"]][cols]
-        table = shown.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        shown = printable_frame(df[df["analyzed"]][cols].head(max_rows))
+        table = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
         n_an = int(df["analyzed"].sum())
         lines = head + [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
-        lines += [f"  skipped {n}: {r}" for r, n in sorted(self.skip_counts.items())]
+        lines += [f"  skipped {n}: {printable(r)}" for r, n in sorted(self.skip_counts.items())]
         return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalysisConfig
-from ..errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError, printable
 from ..outputs import owned_entries, probe_directory, replace_directory, tree_files
 from ..pipeline import skip_reason
 from ..sources import INDEX_NAME, MatrixRef, Source, open_source
@@ -59,7 +59,7 @@ class SmoothReport:
         for r in self.rows:
             kept = r["kept_rank"] if r["changed"] else "-"
             lines.append(
-                f"{r['name'][:48]:<48} {r['role']:<9} {r['shape']:>11} {kept!s:>6} {r['original_rank']:>6} "
+                f"{printable(r['name'])[:48]:<48} {r['role']:<9} {r['shape']:>11} {kept!s:>6} {r['original_rank']:>6} "
                 f"{r['frob_kept']:>9.4f}  {r['note'] if r['changed'] else 'unchanged: ' + r['note']}"
             )
         n = len(self.changed)

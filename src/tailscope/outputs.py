@@ -39,19 +39,20 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def probe_directory(directory: str | Path, what: str) -> Path:
+def probe_directory(directory: str | Path, what: str, target: str | Path | None = None) -> Path:
     """Fail now, not after the work, if no file can be created in `directory` (or in the folder
-    that would hold it once created)."""
+    that would hold it once created); the error names `target` (the file to be written) if given."""
     directory = Path(directory)
+    named = directory if target is None else target
     base = _existing_ancestor(directory)
     if not base.is_dir():
-        raise OutputError(directory, f"cannot write {what} here: {base} is not a directory")
+        raise OutputError(named, f"cannot write {what} here: {base} is not a directory")
     name = base / f".tailscope-probe-{secrets.token_hex(4)}"
     try:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(name)
     except OSError as exc:
-        raise OutputError(directory, f"cannot write {what} in {base}: {_reason(exc)}") from None
+        raise OutputError(named, f"cannot write {what} in {base}: {_reason(exc)}") from None
     return directory
 
 
@@ -63,7 +64,7 @@ def check_file(path: str | Path, option: str, suffixes: Iterable[str] | None = N
         raise ConfigError(f"Expected `{option}` to end in {', '.join(allowed)}, but got {str(path)!r}")
     if path.is_dir():
         raise OutputError(path, f"`{option}` is a directory; expected a file name")
-    probe_directory(path.parent, f"`{option}`")
+    probe_directory(path.parent, f"`{option}`", path)
     return path
 
 

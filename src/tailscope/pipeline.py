@@ -201,7 +201,8 @@ def open_peft(model: Any, max_refs: int = AnalysisConfig.max_refs) -> Source:
 def add_base_alpha(rows: list[dict[str, Any]], base: Any, cfg: AnalysisConfig, device: str) -> None:
     """Set ``base_alpha`` on each lora_BA row: the alpha of the base layer it adapts (NaN if none)."""
     wanted = {r["name"].removesuffix(".lora_BA"): r for r in rows}
-    refs = [ref for ref in open_source(base, max_refs=cfg.max_refs).refs() if ref.name in wanted and skip_reason(ref, cfg.replace(layers=())) is None]
+    base_refs = open_source(base, max_refs=cfg.max_refs).refs()
+    refs = [ref for ref in base_refs if ref.name in wanted and skip_reason(ref, cfg.replace(layers=())) is None]
     found = {row["name"]: row for row in run_serial(refs, cfg.replace(layers=()), device)}
     for name, row in wanted.items():
         row["base_alpha"] = found[name]["alpha"] if name in found and "alpha" in found[name] else float("nan")

@@ -56,7 +56,8 @@ def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: 
     bins = np.linspace(allv.min(), allv.max(), 31) if allv.size and allv.max() > allv.min() else 30
     for a, lab in zip(alphas, labels):
         a = a[np.isfinite(a)]
-        ax.hist(a, bins=bins, histtype="stepfilled", alpha=0.35, label=plain_text(f"{lab} (n={a.size}, mean {a.mean():.2f})" if a.size else lab))
+        label = f"{lab} (n={a.size}, mean {a.mean():.2f})" if a.size else lab
+        ax.hist(a, bins=bins, histtype="stepfilled", alpha=0.35, label=plain_text(label))
         ax.hist(a, bins=bins, histtype="step", lw=1.2, color=ax.patches[-1].get_facecolor()[:3])
     for edge in BAND:
         ax.axvline(edge, color="gray", ls=":", lw=1)

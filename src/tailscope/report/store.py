@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
+from ..outputs import fsync_path
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
@@ -170,7 +171,7 @@ def _create(path: Path) -> None:
         os.close(fd)
         fd = -1
         _link_new(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
     except FileExistsError:
         pass
     finally:
@@ -232,14 +233,6 @@ def _cut_torn_tail(fd: int) -> None:
             return
         end = start
     os.ftruncate(fd, 0)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ContentCache(ResultStore):

@@ -373,7 +373,9 @@ def _damaged(line: bytes, damage: str) -> bytes:
     return json.dumps(record).encode()
 
 
-@given(edits=st.lists(st.tuples(st.integers(0, 5), st.one_of(json_values, ROW_DAMAGE)), min_size=1, max_size=3),
+@given(edits=st.lists(st.tuples(st.integers(0, 5), st.one_of(ROW_DAMAGE.map(lambda d: ("damage", d)),
+                                                                json_values.map(lambda v: ("line", v)))),
+                      min_size=1, max_size=3),
        cache=st.booleans())
 @fuzz_settings(150)
 def test_corrupt_results_lines_are_skipped_and_recomputed(resumable, case_dir, edits, cache):
@@ -383,12 +385,12 @@ def test_corrupt_results_lines_are_skipped_and_recomputed(resumable, case_dir, e
     tailscope.analyze(model, progress=False, **option)
     (path,) = store.iterdir()
     lines = path.read_bytes().split(b"\n")[:-1]
-    for at, edit in edits:  # a record of ours with one value of the wrong type
-        if isinstance(edit, str):
+    for at, (kind, edit) in edits:  # a record of ours with one value of the wrong type
+        if kind == "damage":
             lines[at % len(lines)] = _damaged(lines[at % len(lines)], edit) if b'"row": {' in lines[at % len(lines)] else lines[at % len(lines)]
-    for at, edit in edits:  # a line that is not a record at all
-        if not isinstance(edit, str):
-            lines.insert(at % (len(lines) + 1), to_json(edit).encode("utf-8", "surrogatepass").replace(b"\n", b" "))
+    for at, (kind, edit) in edits:  # a line that is not a record at all, after the header line that marks the file ours
+        if kind == "line":
+            lines.insert(1 + at % len(lines), to_json(edit).encode("utf-8", "surrogatepass").replace(b"\n", b" "))
     path.write_bytes(b"\n".join(lines) + b"\n")
     with time_limit(CASE_SECONDS):
         resumed = tailscope.analyze(model, progress=False, **option)

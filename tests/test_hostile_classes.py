@@ -315,9 +315,10 @@ def test_corrupt_results_line_is_skipped_on_resume(tmp_path, line):
     first = tailscope.analyze(model, progress=False, min_evals=0, results=results)
     lines = results.read_bytes().split(b"\n")[:-1]
     if line == "GOOD-WITH-A-STRING-ALPHA":
-        record = json.loads(lines[0])
+        first_row = next(i for i, text in enumerate(lines) if b'"row"' in text)  # after the header line
+        record = json.loads(lines[first_row])
         record["row"]["alpha"] = "2.5"
-        lines[0] = json.dumps(record).encode()
+        lines[first_row] = json.dumps(record).encode()
     else:
         lines.insert(1, line if isinstance(line, bytes) else line.encode())
     results.write_bytes(b"\n".join(lines) + b"\n")

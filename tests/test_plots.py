@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 import tailscope  # noqa: E402
 from tailscope.config import AnalysisConfig  # noqa: E402
-from tailscope.errors import ConfigError  # noqa: E402
+from tailscope.errors import ConfigError, OutputError  # noqa: E402
 from tailscope.fit.detx import detx  # noqa: E402
 from tailscope.fit.powerlaw import fit_power_law, ks_curve  # noqa: E402
 from tailscope.plots import (  # noqa: E402
@@ -223,7 +223,7 @@ def test_config_and_cli(minilm_dir, tmp_path, capsys):
         AnalysisConfig(plot="yes")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="plot_dir"):
+    with pytest.raises(OutputError, match="plot_dir.*is not a directory"):
         tailscope.analyze({"w": np.eye(20)}, plot_dir=str(blocker / "sub"), progress=False)
     from tailscope.cli import main
 

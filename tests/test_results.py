@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import tailscope
-from tailscope.report.store import ResultStore, content_digest, options_digest
+from tailscope.report.store import HEADER, ResultStore, content_digest, options_digest
 from tailscope.sources import open_source
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -33,8 +33,10 @@ def _model(path: Path, n: int, seed: int, shape=(120, 80), dtype=np.float32) -> 
 
 
 def _records(path: Path) -> list[dict]:
-    """Every complete line of a results file (all must parse)."""
-    lines = path.read_bytes().split(b"\n")
+    """Every complete line of a results file after its header (all must parse)."""
+    data = path.read_bytes()
+    assert data.startswith(HEADER), data[:80]
+    lines = data[len(HEADER):].split(b"\n")
     assert lines[-1] == b"", "the file does not end with a newline"
     return [json.loads(line) for line in lines[:-1]]
 
@@ -78,13 +80,13 @@ def test_torn_and_garbage_lines_are_ignored_and_cut(tmp_path):
     model = _model(tmp_path / "m.safetensors", 3, seed=0)
     results = tmp_path / "r.jsonl"
     full = tailscope.analyze(model, progress=False, results=results)
-    lines = results.read_bytes().split(b"\n")[:-1]
-    # keep row 0, a garbage line and half of row 1 (a writer killed mid-line)
-    results.write_bytes(lines[0] + b"\n" + b"not json\n" + lines[1][: len(lines[1]) // 2])
+    lines = results.read_bytes().split(b"\n")[1:-1]
+    # keep the header, row 0, a garbage line and half of row 1 (a writer killed mid-line)
+    results.write_bytes(HEADER + lines[0] + b"\n" + b"not json\n" + lines[1][: len(lines[1]) // 2])
     resumed = tailscope.analyze(model, progress=False, results=results)
     assert resumed.reused == 1
     pd.testing.assert_frame_equal(resumed.details, full.details, check_exact=True)
-    raw = results.read_bytes().split(b"\n")[:-1]
+    raw = results.read_bytes().split(b"\n")[1:-1]
     assert raw[1] == b"not json" and len(raw) == 4  # torn tail cut before appending
     assert [json.loads(r)["name"] for r in raw[:1] + raw[2:]] == ["layers.0.mlp.up_proj", "layers.1.mlp.up_proj", "layers.2.mlp.up_proj"]
 
@@ -117,7 +119,7 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path):
     results = tmp_path / "results.jsonl"
     proc = _cli("analyze", str(model), "--quiet", "--results", str(results))
     deadline = time.monotonic() + 120
-    while not (results.exists() and results.read_bytes().count(b"\n") >= 1):
+    while not (results.exists() and results.read_bytes().count(b"\n") >= 2):  # the header and a row
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.002)
@@ -145,8 +147,8 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path):
 
 
 def _records_tolerant(path: Path) -> list[dict]:
-    """Complete lines only: a SIGKILL may have left a torn last line."""
-    return [json.loads(line) for line in path.read_bytes().split(b"\n")[:-1]]
+    """Complete lines after the header only: a SIGKILL may have left a torn last line."""
+    return [json.loads(line) for line in path.read_bytes().removeprefix(HEADER).split(b"\n")[:-1]]
 
 
 @pytest.mark.parametrize("layout", ["directory", "one shared file"])

@@ -20,7 +20,7 @@ from conftest import planted_matrix
 
 import tailscope
 from tailscope.cli import main
-from tailscope.errors import ConfigError, InputError
+from tailscope.errors import ConfigError, InputError, OutputError
 from tailscope.smoothing import SIDECAR
 from tailscope.smoothing.methods import smooth_matrix
 
@@ -230,7 +230,7 @@ def test_errors_are_one_line(sharded_bf16_dir, tmp_path, capsys):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("x")
-    with pytest.raises(InputError, match="not empty; pass --overwrite"):
+    with pytest.raises(OutputError, match="not empty; pass --overwrite"):
         tailscope.smooth(sharded_bf16_dir, busy, layers=("mlp_down",))
     with pytest.raises(ConfigError, match="selects no 2-D weight matrix"):
         tailscope.smooth(sharded_bf16_dir, tmp_path / "o", layers=("no_such_tensor",))
@@ -246,8 +246,9 @@ def test_errors_are_one_line(sharded_bf16_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "busy: exists and is not empty" in err
     assert sorted(p.name for p in busy.iterdir()) == ["x"]  # untouched
-    tailscope.smooth(sharded_bf16_dir, busy, layers=("mlp_down",), overwrite=True)
-    assert (busy / SIDECAR).exists() and not (busy / "x").exists()
+    with pytest.raises(OutputError, match="not a tailscope output"):  # not ours: --overwrite refuses too
+        tailscope.smooth(sharded_bf16_dir, busy, layers=("mlp_down",), overwrite=True)
+    assert sorted(p.name for p in busy.iterdir()) == ["x"]
 
 
 # -- 2. real MiniLM: smoothed MLPs still give the same sentence embeddings ------------------------

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
+from .config import AnalysisConfig
 from .errors import ConfigError, TailscopeError
 
 EXIT_USAGE = 2
@@ -31,6 +32,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=_layers, default=(), help="comma-separated ids (negative drops), roles or name regexes; prefix - to drop")
     p.add_argument("--min-evals", type=int, default=8)
     p.add_argument("--max-evals", type=int, default=15000)
+    p.add_argument("--max-n", type=int, default=AnalysisConfig.max_n, help="skip matrices whose long side is larger")
+    p.add_argument("--max-elements", type=int, default=AnalysisConfig.max_elements,
+                   help="skip matrices holding more values once decoded (default 2^29)")
+    p.add_argument("--max-refs", type=int, default=AnalysisConfig.max_refs,
+                   help="refuse a model listing more matrices, experts counted one by one (default 200000)")
     p.add_argument("--conv2d", choices=("slices", "unfold"), default="slices")
     p.add_argument("--out", "-o", help="write the full table (.csv, .json or .parquet)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -127,10 +133,25 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
     return dict(executor=args.executor, workers=args.workers, address=args.address, cache=args.cache)
 
 
+def check_outputs(out: str | None = None, html: str | None = None, plots: str | None = None) -> None:
+    """Refuse unusable output paths (extension, a directory in the way, no write access, a file
+    where a folder goes) before any work, so an hour of analysis is never lost to a typo."""
+    from .outputs import check_directory, check_file
+    from .report.table import check_table_path
+
+    if out:
+        check_table_path(out)
+    if html:
+        check_file(html, "html")
+    if plots:
+        check_directory(plots, "plots")
+
+
 def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
     from .parallel import analyze_many, read_list
     from .report.table import write_table
 
+    check_outputs(out=args.out)
     table = analyze_many(read_list(args.list), layers=args.layers, device=args.device, progress=not args.quiet,
                          **_executor_options(args))
     cols = [c for c in ("model", "layer_id", "name", "N", "M", "alpha", "status") if c in table.columns]
@@ -147,12 +168,14 @@ def _diagnostic_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, conv2d=args.conv2d)
+    return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, max_n=args.max_n,
+                max_elements=args.max_elements, max_refs=args.max_refs, conv2d=args.conv2d)
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
     from .pipeline import analyze
 
+    check_outputs(out=args.out, html=args.html, plots=args.plots)
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
                      progress=not args.quiet, plot_dir=args.plots, results=args.results, **_options(args),
                      **_diagnostic_options(args), **_executor_options(args))
@@ -174,6 +197,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 def _run_describe(args: argparse.Namespace) -> int:
     from .pipeline import describe
 
+    check_outputs(out=args.out)
     desc = describe(args.path, **_options(args))
     print(desc.to_text())
     if args.out:
@@ -187,6 +211,7 @@ def _run_compare(args: argparse.Namespace) -> int:  # issue 4
 
     if len(args.paths) < 2:
         raise ConfigError("`tailscope compare` needs at least two models")
+    check_outputs(out=args.out, html=args.html, plots=args.plots)
     comp = compare(*args.paths, names=args.names, plots=args.plots, layers=args.layers, progress=not args.quiet,
                    cache=args.cache)
     print(comp.to_text())
@@ -203,6 +228,7 @@ def _run_report(args: argparse.Namespace) -> int:  # issue 4
     from .htmlreport import write_html
     from .pipeline import analyze
 
+    check_outputs(html=args.output)
     report = analyze(args.path, base=args.base, peft=args.peft, layers=args.layers, progress=not args.quiet)
     print(f"wrote {write_html(report, args.output, model=args.path)}")
     return 0

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ConfigError
-from .report.table import Report
+from .errors import ConfigError, printable
+from .report.table import Report, printable_frame
 
 # (row label, column of details, how): the side-by-side table
 METRICS = (
@@ -80,14 +80,14 @@ class Comparison:
 
     def to_text(self) -> str:
         fmt = lambda v: f"{v:.4g}"  # noqa: E731
-        lines = ["comparison (means over fitted layers):", self.summary.to_string(float_format=fmt)]
+        lines = ["comparison (means over fitted layers):", printable_frame(self.summary).to_string(float_format=fmt)]
         m = self.matched
         lines.append(f"\n{len(m)} matrices matched by name in all {len(self.labels)} models")
         if len(m) and len(self.labels) > 1:
             diff = m[self.labels[1]] - m[self.labels[0]]
-            lines.append(f"  alpha({self.labels[1]}) - alpha({self.labels[0]}): mean {diff.mean():.4g}, "
-                         f"largest change {m.loc[diff.abs().idxmax(), 'name']} ({diff.loc[diff.abs().idxmax()]:+.4g})")
-        lines += [f"wrote {p}" for p in self.plot_files]
+            lines.append(printable(f"  alpha({self.labels[1]}) - alpha({self.labels[0]}): mean {diff.mean():.4g}, "
+                                   f"largest change {m.loc[diff.abs().idxmax(), 'name']} ({diff.loc[diff.abs().idxmax()]:+.4g})"))
+        lines += [printable(f"wrote {p}") for p in self.plot_files]
         return "\n".join(lines)
 
     def save_plots(self, directory: str | Path) -> list[Path]:

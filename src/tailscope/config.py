@@ -44,6 +44,13 @@ class AnalysisConfig:
         min_evals: matrices with fewer eigenvalues (M * rf) are skipped.
         max_evals: matrices with more eigenvalues are skipped (0 = no limit).
         max_n: matrices whose long side N exceeds this are skipped.
+        max_elements: matrices holding more values once decoded are skipped: N*M*rf for a
+            matrix, r*(N+M) for LoRA factors. The default, 2^29 (2 GiB as float32), admits the
+            largest matrix of every released LLM within the max_n / max_evals defaults (Command R+'s
+            33792 x 12288 MLP, 415M) and refuses the 50000 x 15000 corner those two alone allow.
+        max_refs: a model listing more matrices (each expert of a fused expert tensor counts) is
+            refused before they are listed: describe holds ~1.3 KB per matrix, so the default
+            200000 (~3x the 69k of Kimi-K2, the largest released MoE) costs ~260 MB.
         conv2d: ``"slices"`` pools the k*k kernel slices (weightwatcher's default), ``"unfold"``
             analyzes one (out, in*k*k) matrix.
         conv2d_norm: scale Conv2D slices by sqrt(1/2) as weightwatcher does.
@@ -89,6 +96,8 @@ class AnalysisConfig:
     min_evals: int = 8
     max_evals: int = 15000
     max_n: int = 50000
+    max_elements: int = 2**29
+    max_refs: int = 200_000
     conv2d: Conv2dMode = "slices"
     conv2d_norm: bool = True
     device: Device = "cpu"
@@ -132,6 +141,8 @@ class AnalysisConfig:
         _check_int("min_evals", self.min_evals, minimum=0)
         _check_int("max_evals", self.max_evals, minimum=0)
         _check_int("max_n", self.max_n, minimum=1)
+        _check_int("max_elements", self.max_elements, minimum=1)
+        _check_int("max_refs", self.max_refs, minimum=1)
         _check_int("seed", self.seed, minimum=0)
         _check_literal("conv2d", self.conv2d, Conv2dMode)
         _check_literal("device", self.device, Device)

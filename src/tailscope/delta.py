@@ -66,7 +66,7 @@ def delta_refs(source: Source, base: Source, selected: list[MatrixRef], config: 
     return [dataclasses.replace(r, loader=_delta_loader(r, base_refs[r.name])) for r in selected]
 
 
-def open_base(base: Any) -> Source:
+def open_base(base: Any, max_refs: int = AnalysisConfig.max_refs) -> Source:
     from .sources import open_source
 
-    return open_source(base)
+    return open_source(base, max_refs=max_refs)

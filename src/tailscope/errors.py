@@ -22,10 +22,27 @@ class InputError(TailscopeError):
         super().__init__(f"{self.source}: {self.problem}")
 
 
+class OutputError(TailscopeError):
+    """A file or directory cannot be written (read-only, no permission, full disk, a directory in
+    the way), or holds data tailscope will not overwrite: the message names the path and why."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = _one_line(str(path))
+        self.problem = _one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character written as its escape (``\x1b``, ``\n``,
+    ``\u202e``): a name from a file can neither drive the terminal (ANSI escape sequences) nor
+    reorder the text around it (bidirectional overrides), and it stays on its line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _one_line(text: str) -> str:
     """Escape control characters (a hostile file's tensor names may hold newlines) and cap the
     length, so an error stays one readable line."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text)
     return text if len(text) <= 600 else text[:600] + "..."
 
 

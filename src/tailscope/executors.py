@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .config import AnalysisConfig
+from .errors import printable
 from .report.store import ResultStore, content_digest
 from .sources import MatrixRef, geometry
 
@@ -123,7 +124,7 @@ def run_serial(
             row = result.result() if isinstance(result, Future) else result
             if key is not None:
                 store.append(key, row)  # type: ignore[union-attr]
-            bar.set_postfix_str(ref.name[-40:], refresh=False)
+            bar.set_postfix_str(printable(ref.name[-40:]), refresh=False)
             bar.update(1)
             return row
 

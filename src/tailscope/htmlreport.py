@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .errors import printable
+from .outputs import atomic_write_text
 from .report.table import Report
 
 TABLE_COLUMNS = ("layer_id", "name", "role", "layer", "expert", "shape", "alpha", "base_alpha", "alpha_weighted", "D",
@@ -56,6 +58,12 @@ img{max-width:100%;border:1px solid #eee;margin:6px} .muted{color:#777;font-size
 """
 
 
+def _escape(text: Any) -> str:
+    """HTML-escaped (quotes too: it also fills attributes), with non-printable characters written
+    as escapes: a bidirectional override in a tensor name would reorder the page's text."""
+    return html.escape(printable(str(text)))
+
+
 def _fmt(v: Any) -> tuple[str, str | None]:
     """(text, sort value or None for text cells)."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
@@ -75,15 +83,15 @@ def table_html(df: pd.DataFrame, columns: Iterable[str], table_id: str, row_clas
         first = df[c].dropna()
         return bool(len(first)) and isinstance(first.iloc[0], str)
 
-    head = "".join(f'<th class="{"t" if is_text(c) else ""}">{html.escape(c)}</th>' for c in cols)
+    head = "".join(f'<th class="{"t" if is_text(c) else ""}">{_escape(c)}</th>' for c in cols)
     rows = []
     for _, r in df.iterrows():
         cells = []
         for c in cols:
             text, v = _fmt(r[c])
             attr = f' data-v="{v}"' if v is not None else ' class="t"'
-            cells.append(f"<td{attr}>{html.escape(text)}</td>")
-        cls = html.escape(str(r.get(row_class) or "")) if row_class else ""
+            cells.append(f"<td{attr}>{_escape(text)}</td>")
+        cls = _escape(str(r.get(row_class) or "")) if row_class else ""
         if row_class and r.get("status") == "failed":
             cls = "failed"
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
@@ -92,11 +100,11 @@ def table_html(df: pd.DataFrame, columns: Iterable[str], table_id: str, row_clas
 
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{_escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _kv_table(pairs: Iterable[tuple[str, Any]]) -> str:
-    rows = "".join(f'<tr><th class="t">{html.escape(str(k))}</th><td class="t">{html.escape(_fmt(v)[0])}</td></tr>' for k, v in pairs)
+    rows = "".join(f'<tr><th class="t">{_escape(str(k))}</th><td class="t">{_escape(_fmt(v)[0])}</td></tr>' for k, v in pairs)
     return f"<table>{rows}</table>"
 
 
@@ -108,7 +116,7 @@ def _warnings(df: pd.DataFrame) -> str:
         counts["failed"] = int((df["status"] == "failed").sum())
     if not counts:
         return "<p>No warnings: every fitted layer has 2 &le; alpha &le; 6.</p>"
-    items = "".join(f"<li><b>{html.escape(w)}</b> ({n} layers): {html.escape(EXPLAIN.get(w, ''))}</li>" for w, n in counts.items())
+    items = "".join(f"<li><b>{_escape(w)}</b> ({n} layers): {_escape(EXPLAIN.get(w, ''))}</li>" for w, n in counts.items())
     return f"<ul>{items}</ul>"
 
 
@@ -124,7 +132,7 @@ def _plots(report: Report, label: str, tmp: Path) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script></body></html>")
 
 
@@ -133,7 +141,7 @@ def report_html(report: Report, model: Any = None) -> str:
     from .pipeline import model_card
 
     label = Path(report.source).name or "model"
-    parts = [f"<h1>tailscope report: {html.escape(report.source)}</h1>",
+    parts = [f"<h1>tailscope report: {_escape(report.source)}</h1>",
              '<p class="muted">Heavy-tailed self-regularization diagnostics from the weights alone. '
              "alpha is the power-law exponent of the tail of each layer's eigenvalue spectrum of W<sup>T</sup>W: "
              "2&ndash;6 is the usual range of well-trained layers (smaller = more strongly correlated). "
@@ -144,7 +152,7 @@ def report_html(report: Report, model: Any = None) -> str:
         parts += ["<h2>Architecture</h2>", _kv_table(card.to_lines())]
     parts += ["<h2>Warnings</h2>", _warnings(report.details)]
     if report.skipped:
-        parts.append("<p class=\"muted\">Skipped (not analyzed): " + html.escape(", ".join(f"{n} {r}" for r, n in sorted(report.skip_counts.items()))) + "</p>")
+        parts.append("<p class=\"muted\">Skipped (not analyzed): " + _escape(", ".join(f"{n} {r}" for r, n in sorted(report.skip_counts.items()))) + "</p>")
     with tempfile.TemporaryDirectory() as tmp:
         parts += ["<h2>Plots</h2>", _plots(report, label, Path(tmp))]
     experts = report.experts
@@ -157,16 +165,13 @@ def report_html(report: Report, model: Any = None) -> str:
 
 def write_html(report: Report, path: str | Path, model: Any = None) -> Path:
     """Write the self-contained HTML report of `report`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(report, model), encoding="utf-8")
-    return path
+    return atomic_write_text(path, report_html(report, model))
 
 
 def compare_html(comp: Any) -> str:
     """The HTML text of a comparison."""
     summary = comp.summary.reset_index().rename(columns={"index": "metric"})
-    parts = [f"<h1>tailscope comparison: {html.escape(', '.join(comp.labels))}</h1>",
+    parts = [f"<h1>tailscope comparison: {_escape(', '.join(comp.labels))}</h1>",
              "<h2>Summary (means over fitted layers)</h2>", table_html(summary, summary.columns, "summary")]
     with tempfile.TemporaryDirectory() as tmp:
         files = comp.save_plots(tmp)
@@ -182,14 +187,11 @@ def compare_html(comp: Any) -> str:
         rows = pd.DataFrame({"": keys, **{lab: [d.get(k, "") for k in keys] for lab, d in by_lab.items()}})
         parts += ["<h2>Architecture</h2>", table_html(rows, rows.columns, "cards")]
     for lab, rep in zip(comp.labels, comp.reports):
-        parts += [f"<h3>Warnings: {html.escape(lab)}</h3>", _warnings(rep.details)]
+        parts += [f"<h3>Warnings: {_escape(lab)}</h3>", _warnings(rep.details)]
     m = comp.matched
     parts += [f"<h2>Matched layers ({len(m)})</h2>", table_html(m, m.columns, "matched")]
     return _page("tailscope comparison", "".join(parts))
 
 
 def write_compare_html(comp: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(compare_html(comp), encoding="utf-8")
-    return path
+    return atomic_write_text(path, compare_html(comp))

@@ -44,7 +44,7 @@ def _plan_for(path: str, config: AnalysisConfig) -> list[MatrixRef]:
     key = (path, config)
     if key not in _PLANS:
         _PLANS.clear()  # one model at a time per worker: bounded memory
-        _PLANS[key] = plan(open_source(path), config)[0]
+        _PLANS[key] = plan(open_source(path, max_refs=config.max_refs), config)[0]
     return _PLANS[key]
 
 

@@ -59,6 +59,8 @@ def skip_reason(ref: MatrixRef, config: AnalysisConfig) -> str | None:
         return f"num_evals {geo.num_evals} > max_evals {config.max_evals}"
     if geo.N > config.max_n:
         return f"N {geo.N} > max_n {config.max_n}"
+    if ref.loaded_elements > config.max_elements:
+        return f"{ref.loaded_elements} elements > max_elements {config.max_elements}"
     return None
 
 
@@ -149,7 +151,7 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
     from .spectrum_torch import resolve_device
 
     device = resolve_device(cfg.device)
-    source = open_peft(model) if cfg.peft else open_source(model)
+    source = open_model(model, cfg)
     selected, skipped = plan(source, cfg)
     if cfg.plot_target:  # issue 3b: fail on an unusable plot_dir before any work
         from .plots.files import plot_directory
@@ -158,7 +160,7 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
     if base is not None and not cfg.peft:  # issue 4: fine-tune delta
         from .delta import delta_refs, open_base
 
-        selected = delta_refs(source, open_base(base), selected, cfg, lambda r: skip_reason(r, cfg) is None)
+        selected = delta_refs(source, open_base(base, cfg.max_refs), selected, cfg, lambda r: skip_reason(r, cfg) is None)
     store = open_store(cfg.results, model_key(source), cfg)  # issue 9
     if cfg.executor != "serial":  # issue 8: each worker reads its own tensor by path
         from .parallel import run_parallel
@@ -180,21 +182,27 @@ def analyze(model: Any, *, config: AnalysisConfig | None = None, base: Any = Non
     return report
 
 
-def open_peft(model: Any) -> Source:
+def open_model(model: Any, cfg: AnalysisConfig) -> Source:
+    """The model as a Source: a PEFT adapter with `peft`, else any path, module or state dict."""
+    return open_peft(model, cfg.max_refs) if cfg.peft else open_source(model, max_refs=cfg.max_refs)
+
+
+def open_peft(model: Any, max_refs: int = AnalysisConfig.max_refs) -> Source:
     """A PEFT adapter directory as a Source of low-rank refs (issue 4)."""
     from .errors import InputError
     from .sources.peft_reader import peft_refs
 
     if not isinstance(model, (str, Path)) or not Path(model).is_dir():
         raise InputError(str(model)[:80], "`peft=True` needs an adapter directory (adapter_config.json + adapter_model.*)")
-    refs, cfg = peft_refs(Path(model))
+    refs, cfg = peft_refs(Path(model), max_refs=max_refs)
     return Source(str(model), lambda: iter(refs), "peft", Path(model), cfg)
 
 
 def add_base_alpha(rows: list[dict[str, Any]], base: Any, cfg: AnalysisConfig, device: str) -> None:
     """Set ``base_alpha`` on each lora_BA row: the alpha of the base layer it adapts (NaN if none)."""
     wanted = {r["name"].removesuffix(".lora_BA"): r for r in rows}
-    refs = [ref for ref in open_source(base).refs() if ref.name in wanted and skip_reason(ref, cfg.replace(layers=())) is None]
+    base_refs = open_source(base, max_refs=cfg.max_refs).refs()
+    refs = [ref for ref in base_refs if ref.name in wanted and skip_reason(ref, cfg.replace(layers=())) is None]
     found = {row["name"]: row for row in run_serial(refs, cfg.replace(layers=()), device)}
     for name, row in wanted.items():
         row["base_alpha"] = found[name]["alpha"] if name in found and "alpha" in found[name] else float("nan")
@@ -220,7 +228,7 @@ def describe(model: Any, *, config: AnalysisConfig | None = None, **options: Any
         if find_config(model) is not None:  # a bad config.json is the error here, not "no weights"
             return Description.from_rows([], source=str(model), card=card(model))
     arch = model_card(model)
-    source = open_peft(model) if cfg.peft else open_source(model)
+    source = open_model(model, cfg)
     rows = []
     for ref in source.refs():
         row = base_columns(ref, cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import require
+from ..errors import printable, require
 
 FIGSIZE = (6.4, 4.8)
 
@@ -35,5 +35,11 @@ def detached_axes(rect: tuple[float, float, float, float] = PLAIN_RECT) -> Any:
     return fig.add_axes(rect)
 
 
+def plain_text(text: str) -> str:
+    """A name from a file as literal figure text: printable, and its `$` escaped so matplotlib
+    does not parse it as mathtext (an unbalanced ``$\\frac{`` would fail the figure)."""
+    return printable(text).replace("$", r"\$")
+
+
 def title(ax: Any, text: str, name: str | None) -> None:
-    ax.set_title(f"{text}\n{name}" if name else text, fontsize=10)
+    ax.set_title(f"{text}\n{plain_text(name)}" if name else text, fontsize=10)

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import OutputError
+from ..outputs import atomic_write, check_directory
 from ..fit.powerlaw import PowerLawFit
 from . import layer, model
 from ._axes import LEGEND_BELOW_RECT, MODEL_RECT, TWIN_RECT, detached_axes
@@ -41,21 +42,18 @@ def save(ax: Any, path: Path) -> Path:
     """Write the Axes' figure and drop it (detach its artists so nothing big stays referenced)."""
     fig = ax.figure
     try:
-        fig.savefig(path, dpi=DPI)
-    except OSError as exc:
-        raise ConfigError(f"Expected `plot_dir` to be writable, but writing {path} failed: {exc}") from None
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     finally:
         fig.clear()
-    return path
 
 
 def plot_directory(directory: str | Path) -> Path:
     """Create the plot directory, or say clearly why it cannot be."""
-    path = Path(directory)
+    path = check_directory(directory, "plot_dir")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"Expected `plot_dir` to be a directory that can be created, but got {str(path)!r}: {exc}") from None
+        raise OutputError(path, f"cannot create `plot_dir`: {exc.strerror or exc}") from None
     return path
 
 

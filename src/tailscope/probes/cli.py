@@ -48,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from .loading import release
     from .report import ProbeReport
 
+    from ..outputs import check_directory, check_file
+
+    if args.out:
+        check_file(args.out, "out", (".json",))
+    if args.plots:
+        check_directory(args.plots, "plots")
     config = ProbeConfig(max_tokens=args.max_tokens, weights=not args.no_weights)
     prompts, device = read_prompts(args), resolve_device(args.device)
     reports = []
@@ -57,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     report = ProbeReport.combine(reports)
     print(report.to_text())
     if args.plots:
-        args.plots.mkdir(parents=True, exist_ok=True)
         report.plot(args.plots / FIGURE_NAME)
         print(f"wrote {args.plots / FIGURE_NAME}")
     if args.out:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..outputs import atomic_write, atomic_write_text
 
 # Rows of the side-by-side table: (label, path into ModelProbe.summary_dict()).
 TABLE_ROWS: tuple[tuple[str, str], ...] = (
@@ -118,7 +119,9 @@ class ProbeReport:
 
     def to_text(self) -> str:
         """The side-by-side table as aligned text."""
-        return self.table().map(_fmt).to_string()
+        from ..report.table import printable_frame
+
+        return printable_frame(self.table().map(_fmt)).to_string()
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": [m.to_dict() for m in self.models]}
@@ -128,8 +131,7 @@ class ProbeReport:
         path = Path(path)
         if path.suffix.lower() != ".json":
             raise InputError(path, "probe reports are saved as .json")
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     def plot(self, path: str | Path | None = None) -> Any:
         """The four-panel figure (see `tailscope.probes.plots.probe_figure`); saved when a path is given."""
@@ -137,7 +139,8 @@ class ProbeReport:
 
         fig = probe_figure(self)
         if path is not None:
-            fig.savefig(path, dpi=120, bbox_inches="tight")
+            kind = Path(path).suffix.lstrip(".") or "png"
+            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=kind))
         return fig
 
     def __repr__(self) -> str:

@@ -7,12 +7,14 @@ under-trained.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import require
+from ..outputs import atomic_write
+from ..plots._axes import plain_text
 
 BAND = (2.0, 6.0)
 
@@ -31,7 +33,7 @@ def alpha_scatter(matched: pd.DataFrame, labels: Sequence[str], path: Path) -> P
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
     x = matched[labels[0]].to_numpy(float)
     for lab in labels[1:]:
-        ax.scatter(x, matched[lab].to_numpy(float), s=16, alpha=0.75, label=lab)
+        ax.scatter(x, matched[lab].to_numpy(float), s=16, alpha=0.75, label=plain_text(lab))
     vals = matched[list(labels)].to_numpy(float)
     lo, hi = (np.nanmin(vals), np.nanmax(vals)) if vals.size else BAND
     pad = 0.05 * (hi - lo or 1.0)
@@ -39,14 +41,11 @@ def alpha_scatter(matched: pd.DataFrame, labels: Sequence[str], path: Path) -> P
     ax.fill_between(BAND, BAND[0], BAND[1], color="green", alpha=0.08, label="2 <= alpha <= 6 in both")
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(f"alpha ({labels[0]})")
+    ax.set_xlabel(plain_text(f"alpha ({labels[0]})"))
     ax.set_ylabel("alpha (other model)")
     ax.set_title(f"per-layer alpha, {len(matched)} matrices matched by name", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: Path) -> Path:
@@ -57,7 +56,8 @@ def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: 
     bins = np.linspace(allv.min(), allv.max(), 31) if allv.size and allv.max() > allv.min() else 30
     for a, lab in zip(alphas, labels):
         a = a[np.isfinite(a)]
-        ax.hist(a, bins=bins, histtype="stepfilled", alpha=0.35, label=f"{lab} (n={a.size}, mean {a.mean():.2f})" if a.size else lab)
+        label = f"{lab} (n={a.size}, mean {a.mean():.2f})" if a.size else lab
+        ax.hist(a, bins=bins, histtype="stepfilled", alpha=0.35, label=plain_text(label))
         ax.hist(a, bins=bins, histtype="step", lw=1.2, color=ax.patches[-1].get_facecolor()[:3])
     for edge in BAND:
         ax.axvline(edge, color="gray", ls=":", lw=1)
@@ -65,7 +65,12 @@ def alpha_histograms(alphas: Sequence[np.ndarray], labels: Sequence[str], path: 
     ax.set_ylabel("layers")
     ax.set_title("alpha distribution (dotted: 2 and 6)", fontsize=10)
     ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

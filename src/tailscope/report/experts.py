@@ -13,6 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import printable
+from .table import printable_frame
+
 EXPERT_COLUMNS = (
     "layer", "role", "n_experts", "alpha_mean", "alpha_std", "alpha_min", "alpha_max",
     "most_trained_expert", "least_trained_expert", "n_failed", "router_shape", "router_alpha", "router_note",
@@ -64,11 +67,11 @@ def experts_text(table: pd.DataFrame) -> str:
     """The terminal view of the expert summary."""
     cols = ["layer", "role", "n_experts", "alpha_mean", "alpha_min", "alpha_max", "most_trained_expert", "least_trained_expert"]
     lines = ["experts (per layer and role; most trained = smallest alpha):"]
-    lines.append(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    lines.append(printable_frame(table[cols]).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     routers = table.drop_duplicates("layer")[["layer", "router_shape", "router_alpha", "router_note"]]
-    lines.append("routers: " + "; ".join(
+    lines.append("routers: " + printable("; ".join(
         f"layer {r.layer} {r.router_shape or '?'} "
         + (f"alpha {r.router_alpha:.3f}" if pd.notna(r.router_alpha) else r.router_note)
         for r in routers.itertuples()
-    ))
+    )))
     return "\n".join(lines)

@@ -13,6 +13,11 @@ a hash of every option that can change a row's numbers (all but `NOT_ROW_OPTIONS
 version and the record schema. Selection options (`layers`, `min_evals`, ...) only decide which
 rows exist, so they are not part of the key. The columns that describe the row's position (`layer_id`, ...) are
 recomputed on every run and overwrite the stored ones.
+
+A results file starts with the line `HEADER` (files written before it existed start with a
+record), and a file that starts with anything else is refused, never appended to or cut: a
+`--results notes.jsonl` typo must not touch the user's notes. An append that fails (full disk,
+read-only filesystem) is cut back to where it started and reported as an `OutputError`.
 """
 
 from __future__ import annotations
@@ -28,21 +33,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
-from ..untrusted.regular_files import read_regular
+from ..outputs import fsync_path
 from ..untrusted.json_loader import parse_json
+from ..untrusted.regular_files import read_regular
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
 # options that only decide which rows exist, or how the run is shown/stored; every other option
 # (present or future) is assumed to change a row's numbers and is part of the key
-NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "progress", "results", "cache",
-                             "executor", "workers", "address", "plot", "plot_dir"})
+NOT_ROW_OPTIONS = frozenset({"layers", "min_evals", "max_evals", "max_n", "max_elements", "max_refs", "progress",
+                             "results", "cache", "executor", "workers", "address", "plot", "plot_dir"})
 _TAIL_CHUNK = 1 << 16
 MAX_LINE_BYTES = 2**20  # one row is ~2 KB; a longer line is skipped like a torn one
 MAX_RESULTS_BYTES = 2**30  # read whole at start: ~500k rows
 NUMERIC_COLUMNS = frozenset(COLUMNS[COLUMNS.index("M") : COLUMNS.index("has_esd")] + DIAGNOSTIC_COLUMNS)
+HEADER = b'{"tailscope": "results", "schema": 1}\n'
 
 Key = tuple[str, str, str]
 
@@ -92,23 +99,23 @@ class ResultStore:
     def __init__(self, path: Path, options: str) -> None:
         self.path, self.options = path, options
         try:
-            created = not path.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
-            if created:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-                _fsync_dir(path.parent)
-            self.rows = self._read()
+            _create(path)
+            data = read_regular(path, MAX_RESULTS_BYTES, "results file")
         except OSError as exc:
-            raise InputError(path, f"cannot use as a results file: {exc.strerror or exc}") from None
+            raise OutputError(path, f"cannot use as a results file: {exc.strerror or exc}") from None
+        if not _ours(data, path):
+            raise OutputError(path, "exists and is not a tailscope results file (its first line is neither "
+                                    f"{HEADER.decode().strip()} nor a results record); refusing to append to it")
+        self.rows = self._read(data)
         self.reused = 0
 
     def key(self, name: str, content: str) -> Key:
         return (name, content, self.options)
 
-    def _read(self) -> dict[Key, dict[str, Any]]:
+    def _read(self, data: bytes) -> dict[Key, dict[str, Any]]:
         """Complete, well-formed lines only (others are skipped like a torn one); the first record of a key wins."""
         rows: dict[Key, dict[str, Any]] = {}
-        data = read_regular(self.path, MAX_RESULTS_BYTES, "results file")
         for number, line in enumerate(data.split(b"\n")[:-1], 1):  # the part after the last newline is torn
             record = _parse(line, self.path, number)
             if record is not None:
@@ -122,14 +129,16 @@ class ResultStore:
         """One line, written whole under an exclusive lock and fsync'ed before returning."""
         record = {"name": key[0], "content": key[1], "options": key[2], "row": row}
         line = (json.dumps(record, default=_jsonable, allow_nan=True) + "\n").encode()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot append a row: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _cut_torn_tail(fd)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            _append(fd, line)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot append a row (the rows before it are kept): {exc.strerror or exc}") from None
         finally:
             os.close(fd)  # releases the lock
         self.rows.setdefault(key, row)
@@ -170,6 +179,66 @@ def _is_row(row: dict[str, Any]) -> bool:
     return all(isinstance(row.get(k, ""), str) for k in ("name", "warning", "reason"))
 
 
+def _create(path: Path) -> None:
+    """Create the file with its header line already in it, unless it exists (another run may be
+    creating it): the header is written to a temporary file that is then hard-linked into place,
+    so no run ever sees our file without its header."""
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(path):x}.tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _append(fd, HEADER)
+        os.close(fd)
+        fd = -1
+        _link_new(tmp, path)
+        fsync_path(path.parent)
+    except FileExistsError:
+        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Hard-link `tmp` to `path` (FileExistsError if it exists); where the filesystem has no hard
+    links, create `path` exclusively and write the header (a run opening it in that instant sees
+    it empty, which it accepts)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _append(fd, HEADER)
+        finally:
+            os.close(fd)
+
+
+def _ours(data: bytes, path: Path) -> bool:
+    """Empty (just created elsewhere), or a first line that is our header or one of our records."""
+    first = data.split(b"\n", 1)[0]
+    return not data or data.startswith(HEADER) or (b"\n" in data and _parse(first, path, 1) is not None)
+
+
+def _append(fd: int, line: bytes) -> None:
+    """Write `line` whole and fsync it, or cut the file back to its size before (full disk)."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass  # the torn line is cut by the next writer, and readers skip it
+        raise
+
+
 def _cut_torn_tail(fd: int) -> None:
     """Under the lock, a file not ending in a newline means a writer died mid-line: cut it off."""
     size = os.fstat(fd).st_size
@@ -185,14 +254,6 @@ def _cut_torn_tail(fd: int) -> None:
             return
         end = start
     os.ftruncate(fd, 0)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ContentCache(ResultStore):

@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, printable
 from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
+from ..outputs import atomic_write, check_file
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
@@ -29,23 +30,40 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
     return df[lead + [c for c in df.columns if c not in lead]]
 
 
+TABLE_SUFFIXES = (".csv", ".json", ".parquet")
+
+
+def check_table_path(path: str | Path) -> Path:
+    """Fail before any work on an `out` path that cannot take a table (extension, folder)."""
+    return check_file(path, "out", TABLE_SUFFIXES)
+
+
+def printable_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every text cell (and column name) made printable, for the terminal: escaping
+    cells before `to_string` keeps the columns aligned."""
+    def clean(v: Any) -> Any:
+        return printable(v) if isinstance(v, str) else v
+
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    out = df.assign(**{c: df[c].map(clean) for c in text}) if text else df
+    return out.rename(columns=lambda c: clean(c), index=lambda i: clean(i))
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write by extension: .csv, .json (records), .parquet."""
+    """Write by extension: .csv, .json (records), .parquet; whole or not at all (atomic rename)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json", ".parquet"):
+    if suffix not in TABLE_SUFFIXES:
         raise ConfigError(f"Expected `out` to end in .csv, .json or .parquet, but got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writers = {
+        ".csv": lambda tmp: df.to_csv(tmp, index=False),
+        ".json": lambda tmp: df.to_json(tmp, orient="records", indent=1, double_precision=15),
+        ".parquet": lambda tmp: df.to_parquet(tmp, index=False),
+    }
     try:
-        if suffix == ".csv":
-            df.to_csv(path, index=False)
-        elif suffix == ".json":
-            df.to_json(path, orient="records", indent=1, double_precision=15)
-        else:
-            df.to_parquet(path, index=False)
+        return atomic_write(path, writers[suffix])
     except ImportError as exc:
         raise InputError(path, f"writing parquet needs pyarrow: pip install 'tailscope[parquet]' ({exc})") from None
-    return path
 
 
 @dataclass
@@ -96,11 +114,12 @@ class Report:
     def to_text(self, max_rows: int = 400) -> str:
         """The terminal view: key columns per matrix and the summary."""
         cols = [c for c in TERMINAL_COLUMNS if c in self.details.columns]
-        table = self.details[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
-        lines = [table, "", f"summary of {self.source}:"]
+        shown = printable_frame(self.details[cols].head(max_rows))
+        table = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        lines = [table, "", f"summary of {printable(self.source)}:"]
         lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
         if self.skipped:
-            lines.append("  skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items())))
+            lines.append("  skipped: " + printable(", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items()))))
         experts = self.experts  # issue 4: mixture-of-experts summary
         if not experts.empty:
             from .experts import experts_text
@@ -150,11 +169,12 @@ class Description:
         df = self.details
         head = [self.card.to_text(), ""] if self.card is not None else []
         if df.empty:
-            return "\n".join(head + [f"{self.source}: no weights (config only)" if head else f"{self.source}: no tensors"])
+            source = printable(self.source)
+            return "\n".join(head + [f"{source}: no weights (config only)" if head else f"{source}: no tensors"])
         cols = ["layer_id", "name", "role", "layer", "expert", "shape", "N", "M", "Q", "num_evals", "dtype"]
-        shown = df[df["analyzed"]][cols]
-        table = shown.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        shown = printable_frame(df[df["analyzed"]][cols].head(max_rows))
+        table = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
         n_an = int(df["analyzed"].sum())
         lines = head + [table, "", f"{n_an} matrices to analyze, {len(df) - n_an} tensors skipped"]
-        lines += [f"  skipped {n}: {r}" for r, n in sorted(self.skip_counts.items())]
+        lines += [f"  skipped {n}: {printable(r)}" for r, n in sorted(self.skip_counts.items())]
         return "\n".join(lines)

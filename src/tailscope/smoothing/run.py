@@ -9,7 +9,7 @@ failure leaves no half-written DST.
 from __future__ import annotations
 
 import json
-import os
+import secrets
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalysisConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, OutputError, printable
+from ..outputs import owned_entries, probe_directory, replace_directory, tree_files
 from ..pipeline import skip_reason
 from ..sources import INDEX_NAME, MatrixRef, Source, open_source
 from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
@@ -27,6 +28,7 @@ from .methods import smooth_matrix
 from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
 
 SIDECAR = "tailscope_smoothing.json"
+TOOL = "tailscope.smooth"
 _METHOD_WORDS = {"detx": "detX tail", "rmt": "above MP bulk", "svd": "top percent", "alpha_min": "power-law tail", "sharpen": "top removed"}
 
 
@@ -47,7 +49,7 @@ class SmoothReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tool": "tailscope.smooth", "source": self.source, "method": self.method,
+            "tool": TOOL, "source": self.source, "method": self.method,
             "percent": self.percent if self.method == "svd" else None, "tensors": self.rows,
         }
 
@@ -58,7 +60,7 @@ class SmoothReport:
         for r in self.rows:
             kept = r["kept_rank"] if r["changed"] else "-"
             lines.append(
-                f"{r['name'][:48]:<48} {r['role']:<9} {r['shape']:>11} {kept!s:>6} {r['original_rank']:>6} "
+                f"{printable(r['name'])[:48]:<48} {r['role']:<9} {r['shape']:>11} {kept!s:>6} {r['original_rank']:>6} "
                 f"{r['frob_kept']:>9.4f}  {r['note'] if r['changed'] else 'unchanged: ' + r['note']}"
             )
         n = len(self.changed)
@@ -103,16 +105,17 @@ def smooth(src: str | Path, dst: str | Path | None = None, *, layers: Any = (), 
     if dst is None:
         raise ConfigError("Expected argument `dst` (the output directory), but got None")
     final = _check_destination(Path(dst), source, overwrite)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
     try:
+        tmp.mkdir()
         writer = _write_gguf if source.format == "gguf" else _write_safetensors
         writer(source, selected, cfg, tmp, report)
-        (tmp / SIDECAR).write_text(json.dumps(report.to_dict(), indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        sidecar = report.to_dict() | {"files": tree_files(tmp)}  # what --overwrite may replace later
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
+        replace_directory(tmp, final)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(final, f"cannot write the smoothed checkpoint: {exc.strerror or exc}{where}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
@@ -142,16 +145,26 @@ def _row(ref: MatrixRef, result: Any, dtype_out: str, method: str) -> dict[str, 
 
 
 def _check_destination(dst: Path, source: Source, overwrite: bool) -> Path:
+    """Before any work: DST is not the source, is new, empty, or (with `overwrite`) an earlier
+    output of ours holding nothing else, and its folder is writable."""
     src = Path(source.path).resolve()
     src_dir = src if src.is_dir() else src.parent
     final = dst.resolve()
     if final == src_dir or (src.is_dir() and final.is_relative_to(src_dir)) or src_dir.is_relative_to(final):
         raise InputError(dst, f"output must not contain or lie inside the source {source.path}")
     if final.exists() and not final.is_dir():
-        raise InputError(dst, "exists and is not a directory")
-    if final.exists() and any(final.iterdir()) and not overwrite:
-        raise InputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
+        raise OutputError(dst, "exists and is not a directory")
+    if final.exists() and any(final.iterdir()):
+        if not overwrite:
+            raise OutputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace an earlier smoothing output")
+        why = owned_entries(final, SIDECAR, (TOOL,))
+        if why:
+            raise OutputError(dst, f"--overwrite replaces only an earlier tailscope output, and this directory {why}; refusing to delete it")
+    probe_directory(final.parent, "the smoothed checkpoint")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(final.parent, f"cannot create the output's folder: {exc.strerror or exc}") from None
     return final
 
 

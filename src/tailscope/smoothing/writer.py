@@ -19,6 +19,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import InputError
+from ..sources.float8 import FLOAT8, float32_to_float8
+from ..sources.paths import is_inside
 from ..sources.safetensors_reader import SafetensorsLoader
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt", ".ot", ".tflite")
@@ -32,7 +34,8 @@ HF_SIDE_FILES = (
 def encode(values: np.ndarray, dtype: str) -> bytes:
     """Little-endian bytes of `values` (float64) cast to a safetensors float dtype.
 
-    BF16 goes through float32 and rounds to nearest even (what torch's float32 -> bfloat16 does).
+    BF16 goes through float32 and rounds to nearest even (what torch's float32 -> bfloat16 does);
+    F8 rounds to nearest even and saturates at its largest finite value.
     """
     if dtype == "F64":
         return np.ascontiguousarray(values, dtype="<f8").tobytes()
@@ -44,6 +47,8 @@ def encode(values: np.ndarray, dtype: str) -> bytes:
         bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
         return rounded.astype("<u2").tobytes()
+    if dtype in FLOAT8:
+        return float32_to_float8(values, dtype).tobytes()
     raise ValueError(f"cannot write dtype {dtype}")
 
 
@@ -71,22 +76,41 @@ def patch(fh: BinaryIO, offset: int, data: bytes, expected: int, name: str) -> N
 
 
 def copy_side_files(src_dir: Path, dst_dir: Path, *, everything: bool) -> list[str]:
-    """Copy config/tokenizer/other non-weight files; `everything` copies subfolders and any name too."""
+    """Copy config/tokenizer/other non-weight files; `everything` copies subfolders and any name too.
+
+    Links are followed only inside the model (`tailscope.sources.paths`): a link to a file or
+    folder elsewhere is refused rather than have its target's content land in the output.
+    """
     copied = []
     for item in sorted(src_dir.iterdir()):
         if item.name.startswith(".") or item.suffix.lower() in WEIGHT_SUFFIXES or item.name.endswith(".index.json"):
             continue
         if not everything and item.name not in HF_SIDE_FILES:
             continue
-        target = dst_dir / item.name
-        if item.is_dir():
-            shutil.copytree(item, target, ignore=shutil.ignore_patterns(*(f"*{s}" for s in WEIGHT_SUFFIXES)))
-        elif item.is_file():
-            shutil.copyfile(item, target)
-        else:
-            continue
-        copied.append(item.name)
+        if _copy_confined(item, dst_dir / item.name, src_dir.resolve(), set()):
+            copied.append(item.name)
     return copied
+
+
+def _copy_confined(item: Path, target: Path, real_root: Path, walking: set[Path]) -> bool:
+    """Copy a file, or a folder without its weight files, whose real path is inside the model;
+    False for what is neither (a FIFO, a socket)."""
+    real = item.resolve()
+    if not is_inside(real_root, real):
+        raise InputError(item, f"links to {real}, outside the model directory {real_root}; tailscope never copies files "
+                               "from outside the model (copy the file in, or remove the link)")
+    if real.is_dir():
+        if real in walking:
+            raise InputError(item, f"links back to {real}, a folder being copied (a loop)")
+        target.mkdir()
+        for child in sorted(real.iterdir()):
+            if not child.name.endswith(WEIGHT_SUFFIXES):
+                _copy_confined(child, target / child.name, real_root, walking | {real})
+        return True
+    if real.is_file():
+        shutil.copyfile(real, target)
+        return True
+    return False
 
 
 class StreamWriter:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from ..config import AnalysisConfig
 from ..errors import InputError
 from .base import Geometry, MatrixRef, geometry
 from .gguf_reader import gguf_entries, read_gguf
+from .paths import inside as _inside
 from .refs import TensorEntry, refs_from_entries
 from .safetensors_reader import iter_file_tensors
 from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
@@ -33,8 +35,9 @@ class Source:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def open_source(obj: Any, *, start_id: int = 0) -> Source:
-    """Resolve a path, module or state dict to a `Source` (header reads only)."""
+def open_source(obj: Any, *, start_id: int = 0, max_refs: int = AnalysisConfig.max_refs) -> Source:
+    """Resolve a path, module or state dict to a `Source` (header reads only) of at most
+    `max_refs` matrices."""
     if hasattr(obj, "named_modules"):
         from .torch_reader import module_refs
 
@@ -42,9 +45,9 @@ def open_source(obj: Any, *, start_id: int = 0) -> Source:
     if isinstance(obj, Mapping):
         from .torch_reader import state_dict_refs
 
-        return Source("<state_dict>", lambda: state_dict_refs(_as_tensors(obj), "<state_dict>", start_id), "state_dict")
+        return Source("<state_dict>", lambda: state_dict_refs(_as_tensors(obj), "<state_dict>", start_id, max_refs), "state_dict")
     if isinstance(obj, (str, Path)):
-        return _open_path(Path(obj), start_id)
+        return _open_path(Path(obj), start_id, max_refs)
     raise InputError(repr(obj)[:80], f"cannot analyze a {type(obj).__name__}: expected a path, an nn.Module or a state dict")
 
 
@@ -60,32 +63,21 @@ def _as_tensors(state: Mapping[str, Any]) -> Mapping[str, Any]:
     return {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
 
 
-def _open_path(path: Path, start_id: int) -> Source:
+def _open_path(path: Path, start_id: int, max_refs: int) -> Source:
     if not path.exists():
         raise InputError(path, "no such file or directory")
     if path.is_dir():
-        return _open_dir(path, start_id)
+        return _open_dir(path, start_id, max_refs)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return _safetensors_source(path, [path], None, start_id)
+        return _safetensors_source(path, [path], None, start_id, max_refs)
     if suffix == ".gguf":
-        return _gguf_source(path, start_id)
+        return _gguf_source(path, start_id, max_refs)
     if suffix in (".bin", ".pt", ".pth"):
-        return _torch_source(path, [path], start_id)
+        return _torch_source(path, [path], start_id, max_refs)
     if path.name == INDEX_NAME:
-        return _open_dir(path.parent, start_id)
+        return _open_dir(path.parent, start_id, max_refs)
     raise InputError(path, f"unknown weight file type '{suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
-
-
-def _inside(root: Path, candidate: Path) -> Path:
-    """Refuse files that resolve outside the model directory (symlinks, '../' in an index)."""
-    try:
-        resolved = candidate.resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # NUL byte, name too long, symlink loop
-        raise InputError(candidate, f"cannot resolve the path ({type(exc).__name__}: {exc})") from None
-    if not resolved.is_relative_to(root.resolve()):
-        raise InputError(candidate, f"resolves outside the model directory {root} ({resolved}); refusing to read it")
-    return resolved
 
 
 def _is_file(path: Path) -> bool:
@@ -95,23 +87,24 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _open_dir(path: Path, start_id: int) -> Source:
+def _open_dir(path: Path, start_id: int, max_refs: int) -> Source:
     index = path / INDEX_NAME
     if index.exists():
+        _inside(path, index)
         files, order = _read_index(index, path)
-        return _safetensors_source(path, files, order, start_id)
+        return _safetensors_source(path, files, order, start_id, max_refs)
     for pattern, opener in (("*.safetensors", "st"), ("*.bin", "pt"), ("*.pt", "pt"), ("*.pth", "pt"), ("*.gguf", "gguf")):
         files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("adapter_"))
         if not files:
             continue
         files = [_inside(path, f) for f in files]
         if opener == "st":
-            return _safetensors_source(path, files, None, start_id)
+            return _safetensors_source(path, files, None, start_id, max_refs)
         if opener == "pt":
-            return _torch_source(path, files, start_id)
+            return _torch_source(path, files, start_id, max_refs)
         if len(files) > 1:
             raise InputError(path, f"holds {len(files)} GGUF files; point at one of them")
-        return _gguf_source(files[0], start_id)
+        return _gguf_source(files[0], start_id, max_refs)
     raise InputError(path, "no weights found (looked for *.safetensors, *.bin, *.pt, *.pth, *.gguf)")
 
 
@@ -136,7 +129,9 @@ def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[st
     return files, order
 
 
-def _safetensors_source(path: Path, files: list[Path], order: dict[Path, list[str]] | None, start_id: int) -> Source:
+def _safetensors_source(
+    path: Path, files: list[Path], order: dict[Path, list[str]] | None, start_id: int, max_refs: int
+) -> Source:
     from .safetensors_reader import read_header
 
     for f in files:  # validate every header up front: a bad shard fails before any work
@@ -147,7 +142,7 @@ def _safetensors_source(path: Path, files: list[Path], order: dict[Path, list[st
             for info, loader in iter_file_tensors(f, order.get(f) if order else None):
                 yield _st_entry(f, info)
 
-    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id), "safetensors", path)
+    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id, max_refs), "safetensors", path)
 
 
 def _st_entry(f: Path, info: Any) -> TensorEntry:
@@ -159,16 +154,17 @@ def _st_entry(f: Path, info: Any) -> TensorEntry:
     )
 
 
-def _gguf_source(path: Path, start_id: int) -> Source:
+def _gguf_source(path: Path, start_id: int, max_refs: int) -> Source:
     _, meta = read_gguf(path)
-    return Source(str(path), lambda: refs_from_entries(gguf_entries(path), str(path), start_id), "gguf", path, meta)
+    refs = lambda: refs_from_entries(gguf_entries(path), str(path), start_id, max_refs)  # noqa: E731
+    return Source(str(path), refs, "gguf", path, meta)
 
 
-def _torch_source(path: Path, files: list[Path], start_id: int) -> Source:
+def _torch_source(path: Path, files: list[Path], start_id: int, max_refs: int) -> Source:
     from .torch_reader import load_state_dict_file, state_dict_entries
 
     def entries() -> Iterator[TensorEntry]:
         for f in files:  # one shard in memory at a time
             yield from state_dict_entries(load_state_dict_file(f))
 
-    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id), "torch", path)
+    return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id, max_refs), "torch", path)

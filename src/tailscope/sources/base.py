@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -27,7 +28,8 @@ class MatrixRef:
 
     ``shape`` is the shape of what `load()` returns (an expert slice of a fused tensor already
     has its expert axis removed). ``skip_reason`` is set when the tensor can never be analyzed
-    (a vector, an integer tensor), before any option is applied.
+    (a vector, an integer tensor), before any option is applied. ``elements`` is the number of
+    values `load()` holds when that is not prod(shape) (LoRA factors of a never-formed update).
     """
 
     name: str
@@ -42,6 +44,12 @@ class MatrixRef:
     source: str
     loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
     skip_reason: str | None = None
+    elements: int | None = None
+
+    @property
+    def loaded_elements(self) -> int:
+        """How many values `load()` returns (Python int: a corrupt shape must not wrap int64)."""
+        return self.elements if self.elements is not None else math.prod(self.shape)
 
     def load(self) -> np.ndarray:
         """The tensor as float32."""

@@ -136,7 +136,17 @@ def read_gguf(path: str | Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
         align = _alignment(path, meta.get("general.alignment", 32))
         data_start = -(-fh.tell() // align) * align
     tensors = [_finish(path, size, data_start, *r) for r in raw]
+    _check_disjoint(path, tensors)
     return tensors, meta
+
+
+def _check_disjoint(path: Path, tensors: list[GGUFTensor]) -> None:
+    """Refuse tensors whose data overlap: entries pointing at the same bytes would turn a small
+    file into any number of matrices (llama.cpp gives every tensor its own aligned slot)."""
+    ordered = sorted((t for t in tensors if t.n_bytes), key=lambda t: t.begin)
+    for prev, cur in zip(ordered, ordered[1:]):
+        if cur.begin < prev.begin + prev.n_bytes:
+            raise InputError(path, f"tensors '{prev.name}' and '{cur.name}' overlap in the file")
 
 
 def _alignment(path: Path, value: Any) -> int:

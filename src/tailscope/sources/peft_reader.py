@@ -18,9 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config import AnalysisConfig
 from ..errors import InputError
 from .base import MatrixRef
 from .naming import parse_name
+from .paths import inside
 from .peft_patterns import PatternTable, pattern_tables
 from .tensor_names import checked_name
 from ..untrusted.json_loader import MAX_CONFIG_BYTES, Fields, read_json_file
@@ -58,6 +60,7 @@ def _read_config(path: Path) -> tuple[dict[str, Any], _Scaling]:
     cfg_path = path / "adapter_config.json"
     if not cfg_path.exists():
         raise InputError(path, "not a PEFT adapter directory (no adapter_config.json)")
+    cfg_path = inside(path, cfg_path)
     cfg = read_json_file(cfg_path, "the file", MAX_CONFIG_BYTES)
     fields = Fields.of(cfg, cfg_path, "the file")
     peft_type = (fields.text("peft_type") or "LORA").upper()
@@ -85,18 +88,27 @@ def _pattern_values(fields: Fields, key: str, is_rank: bool) -> dict[str, float 
     return out
 
 
-def _tensors(path: Path) -> dict[str, Callable[[], np.ndarray]]:
-    """name -> float64 loader, from adapter_model.safetensors or (weights-only) adapter_model.bin."""
+Factor = tuple[tuple[int, ...], Callable[[], np.ndarray], "str | None"]  # (shape from the header, float64 loader, why unreadable)
+
+
+def _tensors(path: Path) -> dict[str, Factor]:
+    """name -> (shape, float64 loader, problem), from adapter_model.safetensors or (weights-only) adapter_model.bin.
+
+    Shapes come from the safetensors header or the state dict's tensor metadata: no factor is
+    read until its row is computed. A weights file that resolves outside the adapter directory
+    is refused, as for models.
+    """
     st = path / "adapter_model.safetensors"
     if st.exists():  # a FIFO or folder of that name: the reader says so
         from .safetensors_reader import iter_file_tensors
 
-        return {info.name: (lambda ld=loader: np.asarray(ld(), dtype=np.float64)) for info, loader in iter_file_tensors(st)}
+        return {info.name: (info.shape, lambda ld=loader: np.asarray(ld(), dtype=np.float64), None)
+                for info, loader in iter_file_tensors(inside(path, st))}
     pt = path / "adapter_model.bin"
     if pt.exists():
         from .torch_reader import load_state_dict_file
 
-        state = load_state_dict_file(pt)
+        state = load_state_dict_file(inside(path, pt))
         return {k: _torch_factor(pt, k, v) for k, v in state.items()}
     raise InputError(path, "no adapter_model.safetensors or adapter_model.bin")
 
@@ -115,28 +127,27 @@ def _pairs(path: Path, names: list[str]) -> dict[str, dict[str, str]]:
     return pairs
 
 
-def peft_refs(path: Path, start_id: int = 0) -> tuple[list[MatrixRef], dict[str, Any]]:
+def peft_refs(path: Path, start_id: int = 0, max_refs: int = AnalysisConfig.max_refs) -> tuple[list[MatrixRef], dict[str, Any]]:
     """One lowrank ref per adapted module (shape = the dense update's, out x in), and the config."""
     cfg, scaling = _read_config(path)
-    loaders = _tensors(path)
+    factors = _tensors(path)
+    pairs = _pairs(path, list(factors))
+    if len(pairs) > max_refs:
+        raise InputError(path, f"lists {len(pairs)} LoRA modules, more than max_refs {max_refs}")
     refs = []
-    for i, (module, sides) in enumerate(sorted(_pairs(path, list(loaders)).items())):
-        la, lb = loaders[sides["A"]], loaders[sides["B"]]
+    for i, (module, sides) in enumerate(sorted(pairs.items())):
+        (a_shape, la, a_problem), (b_shape, lb, b_problem) = factors[sides["A"]], factors[sides["B"]]  # r x in, out x r
         short = module[len(PREFIX):] if module.startswith(PREFIX) else module
-        try:
-            a_shape, b_shape = la().shape, lb().shape  # small: r x in and out x r
-            problem = _factor_problem(a_shape, b_shape, int(scaling.ranks.lookup(short, scaling.r)))  # type: ignore[arg-type]
-        except InputError as exc:  # an unreadable factor: this module's row is skipped
-            a_shape = b_shape = ()
-            problem = exc.problem
+        problem = a_problem or b_problem or _factor_problem(a_shape, b_shape, int(scaling.ranks.lookup(short, scaling.r)))  # type: ignore[arg-type]
         scale = scaling.scale(short, a_shape[0]) if problem is None else float("nan")
         info = parse_name(short + ".weight")
         refs.append(MatrixRef(
             name=f"{short}.lora_BA", longname=module, layer_id=start_id + i, kind=KIND_LOWRANK,
             shape=(b_shape[0], a_shape[1]) if problem is None else (), dtype="lora", role=info.role, layer=info.layer,
             expert=info.expert, source=str(path), loader=_factors_loader(la, lb, scale), skip_reason=problem,
+            elements=math.prod(a_shape) + math.prod(b_shape),
         ))
-    refs += _bad_names(path, list(loaders), start_id + len(refs))
+    refs += _bad_names(path, list(factors), start_id + len(refs))
     return refs, cfg
 
 
@@ -172,14 +183,16 @@ def _unreadable(path: Path, problem: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _torch_factor(path: Path, name: str, value: Any) -> Callable[[], np.ndarray]:
-    """A float64 loader of one tensor of adapter_model.bin (one raising InputError for a sparse or meta one)."""
+def _torch_factor(path: Path, name: str, value: Any) -> Factor:
+    """One tensor of adapter_model.bin: its shape, a float64 loader, and why it cannot be read (a
+    sparse or meta tensor), or None."""
     from .torch_reader import as_numpy, unreadable
 
     problem = unreadable(value)
     if problem is not None:
-        return _unreadable(path, f"tensor '{checked_name(name)[0]}': {problem}")
-    return lambda: np.asarray(as_numpy(value), dtype=np.float64)
+        problem = f"tensor '{checked_name(name)[0]}': {problem}"
+        return (), _unreadable(path, problem), problem
+    return tuple(getattr(value, "shape", ())), lambda: np.asarray(as_numpy(value), dtype=np.float64), None
 
 
 def _factors_loader(la: Callable[[], np.ndarray], lb: Callable[[], np.ndarray], scale: float) -> Callable[[], Any]:

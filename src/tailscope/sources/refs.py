@@ -3,7 +3,9 @@
 Layer ids follow weightwatcher for files and state dicts: every key ending in ``.weight`` gets the
 next id (vectors included, so that ids line up with weightwatcher's); a float matrix whose key does
 not end in ``.weight`` (a fused expert tensor) gets one too, other tensors (``position_ids``) none. Fused 3-D expert tensors expand to one
-ref per expert (and per gate/up half), all sharing their tensor's layer_id.
+ref per expert (and per gate/up half), all sharing their tensor's layer_id. How many refs a
+tensor expands to is known from its shape, so a model listing more than `max_refs` is refused
+before the tensor that crosses the bound is expanded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..config import AnalysisConfig
+from ..errors import InputError
 from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, MatrixRef
 from .naming import parse_name, strip_weight
 from .tensor_names import checked_name
@@ -37,15 +41,29 @@ def is_fused_experts(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and ("experts" in name or "_exps" in name)
 
 
-def refs_from_entries(entries: Iterable[TensorEntry], source: str, start_id: int = 0) -> Iterator[MatrixRef]:
-    """MatrixRefs for every tensor, numbered as weightwatcher numbers them."""
-    layer_id = start_id
+def refs_from_entries(
+    entries: Iterable[TensorEntry], source: str, start_id: int = 0, max_refs: int = AnalysisConfig.max_refs
+) -> Iterator[MatrixRef]:
+    """MatrixRefs for every tensor, numbered as weightwatcher numbers them; at most `max_refs`."""
+    layer_id, listed = start_id, 0
     for entry in entries:
+        listed += ref_count(entry)
+        if listed > max_refs:
+            raise InputError(source, f"lists more than {max_refs} matrices (tensor '{entry.name}' of shape "
+                                     f"{entry.shape} crosses the bound); raise `max_refs` (--max-refs) if the model is real")
         counted = entry.name.endswith(".weight") or (entry.is_float and len(entry.shape) >= 2)
         this_id = layer_id if counted else -1
         if counted:
             layer_id += 1
         yield from _refs_for(entry, this_id, source)
+
+
+def ref_count(entry: TensorEntry) -> int:
+    """How many refs `entry` expands to: one per expert (and gate/up half) of a fused tensor, else one."""
+    if _skip_reason(entry) is not None or not is_fused_experts(entry.name, entry.shape):
+        return 1
+    halves = 2 if parse_name(entry.name, ndim=3).role == "mlp_gate_up" else 1
+    return entry.shape[0] * halves
 
 
 def _refs_for(entry: TensorEntry, layer_id: int, source: str) -> Iterator[MatrixRef]:

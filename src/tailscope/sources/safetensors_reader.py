@@ -22,8 +22,9 @@ import numpy as np
 
 from ..errors import InputError
 from .base import bf16_to_float32
-from ..untrusted.regular_files import open_regular
+from .float8 import FLOAT8, float8_to_float32
 from ..untrusted.json_loader import parse_json
+from ..untrusted.regular_files import open_regular
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)
@@ -33,7 +34,7 @@ _DTYPES: dict[str, tuple[str, bool]] = {
     "F64": ("<f8", True), "F32": ("<f4", True), "F16": ("<f2", True), "BF16": ("<u2", True),
     "I64": ("<i8", False), "I32": ("<i4", False), "I16": ("<i2", False), "I8": ("i1", False),
     "U8": ("u1", False), "U16": ("<u2", False), "U32": ("<u4", False), "U64": ("<u8", False),
-    "BOOL": ("?", False), "F8_E4M3": ("u1", False), "F8_E5M2": ("u1", False),
+    "BOOL": ("?", False), "F8_E4M3": ("u1", True), "F8_E5M2": ("u1", True),
 }
 
 
@@ -122,9 +123,11 @@ def _mapped(path: str) -> mmap.mmap:
 
 
 def to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
-    """Decode stored values (bf16 kept as uint16) to a fresh float32 array."""
+    """Decode stored values (bf16 kept as uint16, F8 as uint8) to a fresh float32 array."""
     if dtype == "BF16":
         return bf16_to_float32(raw)
+    if dtype in FLOAT8:
+        return float8_to_float32(raw, dtype)
     return raw.astype(np.float32)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from ..config import AnalysisConfig
 from ..errors import InputError, require
 from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
 from .naming import parse_name
@@ -45,7 +46,9 @@ def load_state_dict_file(path: Path) -> Mapping[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch's unpickler raises IndexError, KeyError, ... on corrupt bytes
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(path, f"cannot read as a PyTorch state dict ({type(exc).__name__}: {detail})") from None
-    return _unwrap(obj, path)
+    state = _unwrap(obj, path)
+    check_storage(path, state)
+    return state
 
 
 def _torch_load(torch, path: Path):  # noqa: ANN001, ANN202
@@ -87,6 +90,51 @@ def unreadable(tensor: Any) -> str | None:
     return None
 
 
+def check_storage(path: Path | str, state: Mapping[str, Any]) -> None:
+    """Refuse views that decode to more values than the file stores.
+
+    A pickle records each tensor as (storage, offset, shape, strides): a 4-byte storage viewed as
+    50000 x 15000 with strides (0, 0) would decode to 3 GB. Each strided tensor must have its
+    own bytes (no two of its elements at one address: contiguous, transposed and sliced views
+    pass) inside its storage, and two tensors may share bytes only as the same view (tied
+    weights), which counts against `max_refs` like any tensor.
+    """
+    torch = require("torch", "torch")
+    views: set[tuple] = set()
+    spans: dict[int, list[tuple[int, int, str]]] = {}  # storage address -> (first byte, end, name) per view
+    for name, t in state.items():
+        if unreadable(t) is not None or not isinstance(t, torch.Tensor) or t.numel() == 0:
+            continue
+        first, end = _byte_span(path, name, t)
+        address = t.untyped_storage().data_ptr()
+        view = (address, first, tuple(t.shape), t.stride(), t.dtype)
+        if view in views:
+            continue  # the same view under another name: a tied weight
+        views.add(view)
+        spans.setdefault(address, []).append((first, end, name))
+    for parts in spans.values():
+        parts.sort()
+        for (_, prev_end, prev), (cur_first, _, cur) in zip(parts, parts[1:]):
+            if cur_first < prev_end:
+                raise InputError(path, f"tensors '{prev}' and '{cur}' overlap in storage; refusing views that share bytes")
+
+
+def _byte_span(path: Path | str, name: str, t: Any) -> tuple[int, int]:
+    """[first, end) bytes of `t` in its storage, after checking that no two elements share an address."""
+    dims = sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size > 1)
+    reach = 1  # elements spanned by the dimensions checked so far
+    for stride, size in dims:
+        if stride < reach:
+            raise InputError(path, f"tensor '{name}': its {t.numel()} elements overlap in storage (shape {tuple(t.shape)}, "
+                                   f"strides {t.stride()}); refusing a view that decodes to more values than the file holds")
+        reach = stride * (size - 1) + reach
+    first = t.storage_offset() * t.element_size()
+    end = first + reach * t.element_size()
+    if end > t.untyped_storage().nbytes():
+        raise InputError(path, f"tensor '{name}': its view runs past its storage ({end} > {t.untyped_storage().nbytes()} bytes)")
+    return first, end
+
+
 def _tensor_loader(tensor: Any):  # noqa: ANN202
     return lambda: tensor.detach().to("cpu").float().numpy()
 
@@ -108,8 +156,10 @@ def state_dict_entries(state: Mapping[str, Any]) -> Iterator[TensorEntry]:
         yield TensorEntry(name, shape, dtype, is_float, make_loader, unreadable(value))
 
 
-def state_dict_refs(state: Mapping[str, Any], source: str, start_id: int = 0) -> Iterator[MatrixRef]:
-    return refs_from_entries(state_dict_entries(state), source, start_id=start_id)
+def state_dict_refs(
+    state: Mapping[str, Any], source: str, start_id: int = 0, max_refs: int = AnalysisConfig.max_refs
+) -> Iterator[MatrixRef]:
+    return refs_from_entries(state_dict_entries(state), source, start_id=start_id, max_refs=max_refs)
 
 
 def _module_kind(module: Any) -> str | None:

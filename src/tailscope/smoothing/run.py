@@ -2,16 +2,11 @@
 
 Streaming: each selected matrix is read, decomposed (float64 SVD), rebuilt as U_k S_k V_k^T, cast
 back to its stored dtype and written in place of the original bytes; everything else is copied as
-bytes. The new checkpoint is built in a temporary folder next to DST and renamed at the end, so a
-failure leaves no half-written DST.
+bytes (`writer.rewrite_checkpoint`, shared with `tailscope.prune` and `tailscope.remove_traps`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +16,9 @@ import numpy as np
 from ..config import AnalysisConfig
 from ..errors import ConfigError, InputError
 from ..pipeline import skip_reason
-from ..sources import INDEX_NAME, MatrixRef, Source, open_source
+from ..sources import MatrixRef, Source, open_source
 from .methods import smooth_matrix
-from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
+from .writer import rewrite_checkpoint
 
 SIDECAR = "tailscope_smoothing.json"
 _METHOD_WORDS = {"detx": "detX tail", "rmt": "above MP bulk", "svd": "top percent", "alpha_min": "power-law tail", "sharpen": "top removed"}
@@ -100,19 +95,14 @@ def smooth(src: str | Path, dst: str | Path | None = None, *, layers: Any = (), 
         return report
     if dst is None:
         raise ConfigError("Expected argument `dst` (the output directory), but got None")
-    final = _check_destination(Path(dst), source, overwrite)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        writer = _write_gguf if source.format == "gguf" else _write_safetensors
-        writer(source, selected, cfg, tmp, report)
-        (tmp / SIDECAR).write_text(json.dumps(report.to_dict(), indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def edit(ref: MatrixRef, values: np.ndarray, tensor: str, dtype: str) -> np.ndarray | None:
+        result = _smooth(values, cfg)
+        report.rows.append(_row(ref, result, dtype, cfg.smooth_method) | {"tensor": tensor})
+        return result.matrix
+
+    rewrite_checkpoint(source, selected, edit, Path(dst), overwrite=overwrite,
+                       sidecar=(SIDECAR, report.to_dict))
     return report
 
 
@@ -137,73 +127,3 @@ def _row(ref: MatrixRef, result: Any, dtype_out: str, method: str) -> dict[str, 
         "kept_from": c.start, "original_rank": c.rank, "frob_kept": result.frob_kept,
         "rel_error": result.rel_error, "note": c.note,
     }
-
-
-def _check_destination(dst: Path, source: Source, overwrite: bool) -> Path:
-    src = Path(source.path).resolve()
-    src_dir = src if src.is_dir() else src.parent
-    final = dst.resolve()
-    if final == src_dir or (src.is_dir() and final.is_relative_to(src_dir)) or src_dir.is_relative_to(final):
-        raise InputError(dst, f"output must not contain or lie inside the source {source.path}")
-    if final.exists() and not final.is_dir():
-        raise InputError(dst, "exists and is not a directory")
-    if final.exists() and any(final.iterdir()) and not overwrite:
-        raise InputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final
-
-
-def _write_safetensors(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, out: Path, report: SmoothReport) -> None:
-    """Copy every shard byte for byte, then overwrite the selected matrices' bytes in place."""
-    root = Path(source.path)
-    src_dir = root if root.is_dir() else root.parent
-    by_file: dict[str, list[MatrixRef]] = defaultdict(list)
-    for ref in selected:
-        by_file[str(Path(ref.loader.path).resolve())].append(ref)
-    for shard in _shards(root):
-        target = out / shard.name
-        shutil.copyfile(shard, target)
-        with open(target, "r+b") as fh:
-            for ref in by_file.get(str(shard.resolve()), []):
-                result = _smooth(ref.load(), cfg)
-                report.rows.append(_row(ref, result, ref.dtype, cfg.smooth_method))
-                if result.matrix is not None:
-                    offset, size = byte_range(ref.loader)
-                    patch(fh, offset, encode(result.matrix, ref.dtype), size, ref.longname)
-    if (src_dir / INDEX_NAME).exists() and root.is_dir():
-        shutil.copyfile(src_dir / INDEX_NAME, out / INDEX_NAME)
-    copy_side_files(src_dir, out, everything=root.is_dir())
-
-
-def _shards(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    index = root / INDEX_NAME
-    if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [root / n for n in names]
-    return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
-
-
-def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, out: Path, report: SmoothReport) -> None:
-    """GGUF -> one float32 model.safetensors with HF names, config.json and the tokenizer."""
-    from ..sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
-
-    path = Path(source.path)
-    config, pairs = hf_tensor_names(path)
-    chosen = {ref.longname: ref for ref in selected}
-    writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
-    try:
-        for tensor, hf in pairs:
-            values = hf_array(path, tensor, config)
-            ref = chosen.get(tensor.name)
-            if ref is not None:
-                result = _smooth(values, cfg)
-                report.rows.append(_row(ref, result, "F32", cfg.smooth_method) | {"tensor": hf})
-                if result.matrix is not None:
-                    values = result.matrix
-            writer.write(hf, values)
-    finally:
-        writer.close()
-    config.save_pretrained(str(out))
-    load_tokenizer(path).save_pretrained(str(out))

@@ -1,4 +1,4 @@
-"""Write smoothed tensors into safetensors files without holding more than one tensor in memory.
+"""Write edited tensors into safetensors files without holding more than one tensor in memory.
 
 safetensors layout: 8-byte little-endian header length, a JSON header (name -> dtype, shape,
 data_offsets relative to the data region), then the data region. Smoothing keeps every dtype and
@@ -11,15 +11,21 @@ from a list of (name, shape) whose data is then appended tensor by tensor.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+from collections import defaultdict
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
 from ..errors import InputError
+from ..sources import INDEX_NAME, MatrixRef, Source
 from ..sources.safetensors_reader import SafetensorsLoader
+
+# (matrix, its values as float32, the tensor name written, the dtype written) -> new values or None (unchanged)
+Edit = Callable[[MatrixRef, np.ndarray, str, str], "np.ndarray | None"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt", ".ot", ".tflite")
 HF_SIDE_FILES = (
@@ -124,3 +130,90 @@ class StreamWriter:
         self.fh.close()
         if self.next != len(self.order):
             raise ValueError(f"only {self.next} of {len(self.order)} planned tensors were written")
+
+
+def rewrite_checkpoint(source: Source, selected: list[MatrixRef], edit: Edit, dst: Path, *, overwrite: bool,
+                       sidecar: tuple[str, Callable[[], dict[str, Any]]]) -> Path:
+    """Write a copy of `source` in which `edit` may replace each selected matrix; the sidecar JSON
+    (name, builder called once every matrix is done) goes next to the weights."""
+    final = check_destination(dst, source, overwrite)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        writer = _write_gguf if source.format == "gguf" else _write_safetensors
+        writer(source, selected, edit, tmp)
+        name, build = sidecar
+        (tmp / name).write_text(json.dumps(build(), indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def check_destination(dst: Path, source: Source, overwrite: bool) -> Path:
+    """The resolved output directory, refused when it is, contains or lies inside the source."""
+    src = Path(source.path).resolve()
+    src_dir = src if src.is_dir() else src.parent
+    final = Path(dst).resolve()
+    if final == src_dir or (src.is_dir() and final.is_relative_to(src_dir)) or src_dir.is_relative_to(final):
+        raise InputError(dst, f"output must not contain or lie inside the source {source.path}")
+    if final.exists() and not final.is_dir():
+        raise InputError(dst, "exists and is not a directory")
+    if final.exists() and any(final.iterdir()) and not overwrite:
+        raise InputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final
+
+
+def _write_safetensors(source: Source, selected: list[MatrixRef], edit: Edit, out: Path) -> None:
+    """Copy every shard byte for byte, then overwrite the edited matrices' bytes in place."""
+    root = Path(source.path)
+    src_dir = root if root.is_dir() else root.parent
+    by_file: dict[str, list[MatrixRef]] = defaultdict(list)
+    for ref in selected:
+        by_file[str(Path(ref.loader.path).resolve())].append(ref)
+    for shard in _shards(root):
+        target = out / shard.name
+        shutil.copyfile(shard, target)
+        with open(target, "r+b") as fh:
+            for ref in by_file.get(str(shard.resolve()), []):
+                new = edit(ref, ref.load(), ref.longname, ref.dtype)
+                if new is not None:
+                    offset, size = byte_range(ref.loader)
+                    patch(fh, offset, encode(new, ref.dtype), size, ref.longname)
+    if (src_dir / INDEX_NAME).exists() and root.is_dir():
+        shutil.copyfile(src_dir / INDEX_NAME, out / INDEX_NAME)
+    copy_side_files(src_dir, out, everything=root.is_dir())
+
+
+def _shards(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    index = root / INDEX_NAME
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [root / n for n in names]
+    return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
+
+
+def _write_gguf(source: Source, selected: list[MatrixRef], edit: Edit, out: Path) -> None:
+    """GGUF -> one float32 model.safetensors with HF names, config.json and the tokenizer."""
+    from ..sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
+
+    path = Path(source.path)
+    config, pairs = hf_tensor_names(path)
+    chosen = {ref.longname: ref for ref in selected}
+    writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
+    try:
+        for tensor, hf in pairs:
+            values = hf_array(path, tensor, config)
+            ref = chosen.get(tensor.name)
+            new = edit(ref, values, hf, "F32") if ref is not None else None
+            writer.write(hf, values if new is None else new)
+    finally:
+        writer.close()
+    config.save_pretrained(str(out))
+    load_tokenizer(path).save_pretrained(str(out))

@@ -76,8 +76,11 @@ def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0
         new[mask] = 0
         return new
 
-    rewrite_checkpoint(source, refs, edit, Path(dst), overwrite=overwrite, sidecar=(PRUNE_SIDECAR, report.to_dict))
-    report.summary = _summary(report.rows, "achieved")
+    def finish() -> dict[str, Any]:
+        report.summary = _summary(report.rows, "achieved")
+        return report.to_dict()
+
+    rewrite_checkpoint(source, refs, edit, Path(dst), overwrite=overwrite, sidecar=(PRUNE_SIDECAR, finish))
     return report
 
 

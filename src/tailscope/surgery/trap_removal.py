@@ -58,8 +58,11 @@ def remove_traps(src: str | Path, dst: str | Path | None = None, *, seed: int = 
         report.rows.append(_row(ref, result, tensor) | {"dtype": dtype})
         return result.matrix
 
-    rewrite_checkpoint(source, refs, edit, Path(dst), overwrite=overwrite, sidecar=(TRAPS_SIDECAR, report.to_dict))
-    report.summary = _summary(report.rows)
+    def finish() -> dict[str, Any]:
+        report.summary = _summary(report.rows)
+        return report.to_dict()
+
+    rewrite_checkpoint(source, refs, edit, Path(dst), overwrite=overwrite, sidecar=(TRAPS_SIDECAR, finish))
     return report
 
 

@@ -203,6 +203,18 @@ def test_wanda_writes_the_mask_of_the_activation_norms(tiny_mistral_dir, tmp_pat
     assert not np.array_equal(got, magnitude_mask(W, 0.5))
 
 
+def test_html_report_of_the_pruned_checkpoint_shows_the_allocation(pruned, tmp_path):
+    from tailscope.htmlreport import write_html
+
+    _, out, report = pruned
+    page = write_html(tailscope.analyze(out, progress=False), tmp_path / "r.html").read_text()
+    section = page[page.index("<h2>Pruning</h2>"):]
+    assert 'alt="Pruning" src="data:image/png;base64,' in section
+    for row in report.rows:
+        assert f"<td class=\"t\">{row['name']}</td>" in section
+    assert section.count("<tr") >= len(report.rows) + 1
+
+
 def test_dry_run_prints_the_allocation_and_writes_nothing(tiny_mistral_dir, tmp_path, capsys):
     assert main(["prune", str(tiny_mistral_dir), "--sparsity", "0.7", "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -125,6 +125,10 @@ def test_remove_traps_removes_what_num_traps_counts_and_copies_the_rest(trapped_
     old, new = load_file(str(trapped_file)), load_file(str(out))
     assert new["b.weight"].tobytes() == old["b.weight"].tobytes() and new["a.bias"].tobytes() == old["a.bias"].tobytes()
     assert np.abs(new["a.weight"]).max() < 10
+    from tailscope.htmlreport import write_html
+
+    page = write_html(tailscope.analyze(out, progress=False), tmp_path / "r.html").read_text()
+    assert "<h2>Correlation traps removed</h2>" in page and 'alt="Correlation traps removed"' in page
     side = json.loads((tmp_path / "out" / TRAPS_SIDECAR).read_text())
     assert side["summary"] == {"matrices": 2, "with traps": 1, "traps": 3, "left after": 0}
     assert [len(r["traps"]) for r in side["tensors"]] == [3, 0]

@@ -1,6 +1,6 @@
 """The planted correlation-trap checks at full size (tests/test_traps.py runs smaller ones).
 
-    PYTHONPATH=src python bench/bench_traps.py [--n 1000] [--shape 1000x500]
+    PYTHONPATH=src python bench/bench_traps.py [--n 1000] [--shape 500x250]
 
 1. a rank-one entry spike a e_i e_j^T (a^2 at the trap cut, random sign and place) planted in a
    Gaussian matrix, N times: how often it is found (exactly one trap), how often none is left after
@@ -52,7 +52,7 @@ def pure(n: int, shape: tuple[int, int]) -> tuple[int, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--shape", default="1000x500")
+    ap.add_argument("--shape", default="500x250")
     args = ap.parse_args()
     shape = tuple(int(x) for x in args.shape.split("x"))
     for kind in ("entry", "mean"):

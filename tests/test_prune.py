@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from char_tokenizer import with_char_tokenizer
+from test_smooth import _raw_tensor_bytes as _raw_tensors
 
 import tailscope
 from tailscope.cli import main
@@ -25,14 +26,6 @@ from tailscope.surgery.masks import magnitude_mask, wanda_mask
 from tailscope.surgery.report import PRUNE_SIDECAR
 
 torch = pytest.importorskip("torch")
-
-
-def _raw_tensors(path: Path) -> dict[str, bytes]:
-    data = path.read_bytes()
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + n])
-    header.pop("__metadata__", None)
-    return {k: data[8 + n + v["data_offsets"][0] : 8 + n + v["data_offsets"][1]] for k, v in header.items()}
 
 
 def _digest(folder: Path) -> dict[str, str]:

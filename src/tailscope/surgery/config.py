@@ -6,11 +6,10 @@ every other tool; these dataclasses hold what the surgery adds.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import _check_int, _check_literal, _closest
+from ..config import _check_int, _check_literal, build_checked
 from ..errors import ConfigError
 
 Allocation = Literal["alpha", "uniform", "farms"]
@@ -20,16 +19,6 @@ METRIC_OF = {"alpha": "alpha", "farms": "alpha_farms"}  # the analysis column ea
 
 # Roles AlphaPruning prunes: every Linear inside the transformer blocks except the MoE router.
 PRUNABLE_ROLES = ("attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_gate", "mlp_up", "mlp_gate_up", "mlp_down")
-
-
-def _from_kwargs(cls: type, kwargs: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        hints = {u: _closest(u, known) for u in unknown}
-        text = ", ".join(f"`{u}`" + (f" (did you mean `{h}`?)" if h else "") for u, h in hints.items())
-        raise ConfigError(f"Unknown option {text}; options are: {', '.join(sorted(known))}")
-    return cls(**kwargs)
 
 
 def _check_fraction(name: str, value: Any, *, low_open: bool = True, high: float = 1.0) -> None:
@@ -83,7 +72,7 @@ class PruneConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "PruneConfig":
-        return _from_kwargs(cls, kwargs)
+        return build_checked(cls, kwargs)
 
 
 @dataclass(frozen=True)
@@ -106,4 +95,4 @@ class PerplexityConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "PerplexityConfig":
-        return _from_kwargs(cls, kwargs)
+        return build_checked(cls, kwargs)

@@ -76,7 +76,8 @@ def smooth(src: str | Path, dst: str | Path | None = None, *, layers: Any = (), 
         dry_run: compute and return the table without writing anything.
         overwrite: replace a non-empty `dst`.
         seed: seed of the shuffle of ``sharpen``.
-        config, options: further `AnalysisConfig` fields (min_evals, max_evals, max_n, ...).
+        config: an `AnalysisConfig` to start from.
+        **options: further `AnalysisConfig` fields (min_evals, max_evals, max_n, ...).
 
     Returns:
         A `SmoothReport`; the same rows are written to ``dst/tailscope_smoothing.json``.

@@ -18,7 +18,7 @@ from ..config import AnalysisConfig
 from ..errors import ConfigError, InputError
 from ..sources import MatrixRef, Source, open_source
 from ..smoothing.run import select
-from ..smoothing.writer import rewrite_checkpoint
+from ..smoothing.writer import check_destination, rewrite_checkpoint
 from .allocation import allocate
 from .config import PRUNABLE_ROLES, PruneConfig
 from .masks import magnitude_mask, wanda_mask
@@ -53,6 +53,10 @@ def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0
                       metric=metric, context=context)
     acfg = AnalysisConfig.from_kwargs(**{"progress": False, **options})
     source = open_editable(src)
+    if not dry_run:  # refuse a bad destination before minutes of analysis and calibration
+        if dst is None:
+            raise ConfigError("Expected argument `dst` (the output directory), but got None")
+        check_destination(Path(dst), source, overwrite)
     refs = prunable(source, acfg)
     table = allocate(_table(refs, cfg, acfg, source, details), sparsity=cfg.sparsity, allocation=cfg.allocation,
                      epsilon=cfg.epsilon, by=cfg.by, metric=cfg.metric_column)
@@ -61,8 +65,6 @@ def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0
     if dry_run:
         report.summary = _summary(report.rows, "sparsity")
         return report
-    if dst is None:
-        raise ConfigError("Expected argument `dst` (the output directory), but got None")
     alloc = {r["name"]: r for r in report.rows}
     modules = module_names(source, refs) if cfg.method == "wanda" else {}
     norms = _wanda_norms(source, refs, modules, alloc, cfg, calibration) if modules else {}
@@ -85,6 +87,7 @@ def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0
 
 
 def open_editable(src: str | Path) -> Source:
+    """The source, refused unless it is safetensors or GGUF (the formats a checkpoint can be rewritten from)."""
     source = open_source(Path(src))
     if source.format not in ("safetensors", "gguf"):
         raise InputError(src, f"surgery reads safetensors files/directories or GGUF files, not {source.format} weights")

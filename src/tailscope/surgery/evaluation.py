@@ -9,7 +9,7 @@ model plus one window's activations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,10 @@ def perplexity(model: Any, text: str | Path | None = None, *, tokenizer: Any = N
             `tokenizer`).
         text: a `Path` to a UTF-8 file, or the text itself as a `str`; None = the held-out text.
         tokenizer: the tokenizer of a loaded model (read from the model path otherwise).
-        config, options: `PerplexityConfig` fields (``context``, ``device``).
+        config: a `PerplexityConfig`; `options` override its fields.
+        **options: `PerplexityConfig` fields (``context``, ``device``).
     """
-    cfg = config or PerplexityConfig.from_kwargs(**options)
+    cfg = PerplexityConfig.from_kwargs(**{**(asdict(config) if config else {}), **options})
     label, body = read_text(text, HELDOUT)
     model, tokenizer = _open(model, tokenizer, cfg)
     ids = tokenizer(body, return_tensors="pt")["input_ids"][0]

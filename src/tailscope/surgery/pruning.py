@@ -36,14 +36,20 @@ def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0
         src: safetensors file or directory (sharded or not), or a dense GGUF file (written as
             float32 safetensors). Wanda needs a loadable model: a Hugging Face directory or GGUF.
         dst: new directory (refused when it is, contains or lies inside `src`); not needed for a dry run.
-        sparsity, allocation, method, by, epsilon, metric, context: `PruneConfig` fields.
+        sparsity: target fraction of the prunable parameters set to zero, in (0, 1).
+        allocation: ``"alpha"`` (AlphaPruning's map of alpha), ``"uniform"`` or ``"farms"``.
+        method: ``"magnitude"`` or ``"wanda"``.
+        by: ``"block"`` (map each block's mean metric) or ``"matrix"``.
+        epsilon: half-width of the map, in [0, 1).
+        metric: the analysis column ``allocation="alpha"`` maps.
+        context: tokens per calibration window (Wanda). See `PruneConfig`.
         calibration: Wanda's calibration text (a `Path` or the text itself); default: the bundled
             public-domain calibration text, separate from the held-out text.
         details: an analysis table of `src` (``tailscope.analyze(src).details``) to reuse instead
             of analyzing again.
         dry_run: only compute and return the allocation.
         overwrite: replace a non-empty `dst`.
-        options: `AnalysisConfig` fields (``layers`` narrows the pruned matrices, min_evals, ...).
+        **options: `AnalysisConfig` fields (``layers`` narrows the pruned matrices, min_evals, ...).
 
     Returns:
         A `SurgeryReport` whose rows give each matrix's alpha, mapped metric, allocated and

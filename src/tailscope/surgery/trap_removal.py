@@ -33,7 +33,7 @@ def remove_traps(src: str | Path, dst: str | Path | None = None, *, seed: int = 
         seed: the `analyze` seed whose shuffles define the traps (and seeds the replacements).
         dry_run: find and report the traps; write nothing.
         overwrite: replace a non-empty `dst`.
-        options: `AnalysisConfig` fields (``layers``, min_evals, ...).
+        **options: `AnalysisConfig` fields (``layers``, min_evals, ...).
 
     Returns:
         A `SurgeryReport` with one row per selected matrix: its traps (eigenvalue, cut, energy,

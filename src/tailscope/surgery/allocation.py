@@ -69,7 +69,7 @@ def _refuse_full(out: pd.DataFrame, sparsity: float, epsilon: float) -> None:
     if out.at[worst, "sparsity"] < 1:
         return
     p, m = out["params"].to_numpy(dtype=np.float64), out["metric"].to_numpy()
-    fits = [e for e in np.linspace(epsilon, 0, 101) if linear_sparsities(m, p, sparsity, e).max() < 1]
+    fits = next(e / 100 for e in range(int(epsilon * 100 + 1e-9), -1, -1) if linear_sparsities(m, p, sparsity, e / 100).max() < 1)
     raise ConfigError(
         f"Expected every allocated sparsity below 1, but epsilon={epsilon:g} at sparsity={sparsity:g} gives "
-        f"{out.at[worst, 'name']} {out.at[worst, 'sparsity']:.3f}; use epsilon <= {fits[0]:.2f}")
+        f"{out.at[worst, 'name']} {out.at[worst, 'sparsity']:.3f}; use epsilon <= {fits:.2f}")

@@ -28,7 +28,7 @@ def magnitude_mask(W: np.ndarray, sparsity: float) -> np.ndarray:
 def wanda_mask(W: np.ndarray, norms: np.ndarray, sparsity: float) -> np.ndarray:
     """Boolean mask of the int(sparsity * in) smallest |W_ij| * norms_j in each row of W (out, in).
 
-    >>> wanda_mask(np.array([[1.0, 1.0], [1.0, 3.0]]), np.array([4.0, 1.0]), 0.5).tolist()
+    >>> wanda_mask(np.array([[1.0, 1.0], [1.0, 5.0]]), np.array([4.0, 1.0]), 0.5).tolist()
     [[False, True], [True, False]]
     """
     scores = np.abs(np.asarray(W, dtype=np.float64)) * np.asarray(norms, dtype=np.float64)[None, :]

@@ -186,7 +186,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path):
     rows = [json.loads(line) for line in data.split(b"\n")[1:-1]]
     assert 5 < len(rows) < 120 and all("row" in r for r in rows)  # every kept row is whole
     proc = _on_tiny_fs(tmp_path / "sm", f"smooth {model} -o {tmp_path}/sm/mnt/out --method svd")
-    _assert_one_line(proc, "out: cannot write the smoothed checkpoint: No space left on device")
+    _assert_one_line(proc, "out: cannot write the checkpoint: No space left on device")
     assert list((tmp_path / "sm" / "after").iterdir()) == []
 
 
@@ -287,7 +287,7 @@ def test_smooth_checks_its_destination_before_computing(tmp_path, monkeypatch):
     monkeypatch.setattr("tailscope.smoothing.run._smooth", lambda *a: pytest.fail("computed before checking"))
     with pytest.raises(OutputError, match="is not a directory"):
         _smooth_into(model, tmp_path / "afile" / "out")
-    with pytest.raises(OutputError, match="cannot write the smoothed checkpoint"):
+    with pytest.raises(OutputError, match="cannot write the new checkpoint"):
         _smooth_into(model, Path("/sys/tailscope-out"))
 
 
@@ -297,8 +297,8 @@ def test_smooth_full_disk_leaves_no_partial_output(tmp_path, monkeypatch):
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr("tailscope.smoothing.run.shutil.copyfile", full)
-    with pytest.raises(OutputError, match="out: cannot write the smoothed checkpoint: No space left on device"):
+    monkeypatch.setattr("tailscope.smoothing.writer.shutil.copyfile", full)
+    with pytest.raises(OutputError, match="out: cannot write the checkpoint: No space left on device"):
         _smooth_into(model, tmp_path / "out")
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 

@@ -20,6 +20,9 @@ _LAZY = {
     "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
     "compare": ("tailscope.comparison", "compare"),
     "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
+    "prune": ("tailscope.surgery", "prune"),
+    "remove_traps": ("tailscope.surgery", "remove_traps"),
+    "perplexity": ("tailscope.surgery", "perplexity"),
     "AnalysisConfig": ("tailscope.config", "AnalysisConfig"),
     "Report": ("tailscope.report.table", "Report"),
     "Description": ("tailscope.report.table", "Description"),

@@ -1,4 +1,4 @@
-"""Command line: `tailscope analyze|describe|probe|smooth ...` (also `python -m tailscope`).
+"""Command line: `tailscope analyze|describe|probe|smooth|prune|remove-traps|perplexity ...` (also `python -m tailscope`).
 
 Errors that tailscope raises on purpose print one line and exit with code 2; `--debug` shows
 the traceback.
@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
 
     add_smooth_parser(sub, _layers)
+    from .surgery.cli import add_parsers as add_surgery_parsers
+
+    add_surgery_parsers(sub, _layers)
     return parser
 
 

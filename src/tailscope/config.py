@@ -200,13 +200,7 @@ class AnalysisConfig:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":
         """Build a config from keyword options, naming any option that does not exist."""
-        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            hints = {u: _closest(u, known) for u in unknown}
-            text = ", ".join(f"`{u}`" + (f" (did you mean `{h}`?)" if h else "") for u, h in hints.items())
-            raise ConfigError(f"Unknown option {text}; options are: {', '.join(sorted(known))}")
-        return cls(**kwargs)
+        return build_checked(cls, kwargs)
 
     def replace(self, **changes: Any) -> "AnalysisConfig":
         """A copy with some options changed (validated again)."""
@@ -219,6 +213,17 @@ class AnalysisConfig:
         if any(_matches(sel, layer_id, name, role) for sel in drops):
             return False
         return not keeps or any(_matches(sel, layer_id, name, role) for sel in keeps)
+
+
+def build_checked(cls: type, kwargs: dict[str, Any]) -> Any:
+    """`cls(**kwargs)` for an options dataclass, naming any option that does not exist (and its closest match)."""
+    known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        hints = {u: _closest(u, known) for u in unknown}
+        text = ", ".join(f"`{u}`" + (f" (did you mean `{h}`?)" if h else "") for u, h in hints.items())
+        raise ConfigError(f"Unknown option {text}; options are: {', '.join(sorted(known))}")
+    return cls(**kwargs)
 
 
 def _compile(selector: LayerSelector) -> tuple[bool, str, Any]:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .errors import printable
 from .outputs import atomic_write_text
+from .report.surgery_section import PRUNE_TABLE, TRAPS_TABLE, find_sidecars, plot_surgery, sidecar_table
 from .report.table import Report
 
 TABLE_COLUMNS = ("layer_id", "name", "role", "layer", "expert", "shape", "alpha", "base_alpha", "alpha_weighted", "D",
@@ -131,6 +132,24 @@ def _plots(report: Report, label: str, tmp: Path) -> str:
     return "".join(_img(f, f.stem.removeprefix("model_").replace("_", " ")) for f in files)
 
 
+def _surgery(sidecar: dict[str, Any], details: pd.DataFrame, tmp: Path) -> str:
+    """What `prune` / `remove_traps` did to this checkpoint: settings, the figure, the per-matrix table."""
+    import matplotlib.pyplot as plt
+
+    pruning = sidecar["tool"] == "tailscope.prune"
+    table = sidecar_table(sidecar, details)
+    keys = ("sparsity", "allocation", "method", "by", "epsilon", "metric", "calibration") if pruning else ("seed",)
+    settings = [("source", sidecar.get("source"))] + [(k, sidecar.get(k)) for k in keys if sidecar.get(k) is not None]
+    ax = plot_surgery(sidecar, table)
+    figure = tmp / ("surgery_prune.png" if pruning else "surgery_traps.png")
+    ax.figure.tight_layout()
+    ax.figure.savefig(figure, dpi=110)
+    plt.close(ax.figure)
+    title = "Pruning" if pruning else "Correlation traps removed"
+    return "".join([f"<h2>{title}</h2>", _kv_table(settings + list(sidecar.get("summary", {}).items())),
+                    _img(figure, title), table_html(table, PRUNE_TABLE if pruning else TRAPS_TABLE, title.split()[0].lower())])
+
+
 def _page(title: str, body: str) -> str:
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script></body></html>")
@@ -155,6 +174,7 @@ def report_html(report: Report, model: Any = None) -> str:
         parts.append("<p class=\"muted\">Skipped (not analyzed): " + _escape(", ".join(f"{n} {r}" for r, n in sorted(report.skip_counts.items()))) + "</p>")
     with tempfile.TemporaryDirectory() as tmp:
         parts += ["<h2>Plots</h2>", _plots(report, label, Path(tmp))]
+        parts += [_surgery(sidecar, report.details, Path(tmp)) for sidecar in find_sidecars(report.source)]
     experts = report.experts
     if not experts.empty:
         parts += ["<h2>Experts</h2>", '<p class="muted">Per layer and role across experts; most trained = smallest alpha.</p>',

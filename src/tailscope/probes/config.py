@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import _check_int, _closest
+from ..config import _check_int, build_checked
 from ..errors import ConfigError
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
@@ -43,10 +42,4 @@ class ProbeConfig:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "ProbeConfig":
         """Build from keyword options, naming any option that does not exist."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            hints = {u: _closest(u, known) for u in unknown}
-            text = ", ".join(f"`{u}`" + (f" (did you mean `{h}`?)" if h else "") for u, h in hints.items())
-            raise ConfigError(f"Unknown option {text}; options are: {', '.join(sorted(known))}")
-        return cls(**kwargs)
+        return build_checked(cls, kwargs)

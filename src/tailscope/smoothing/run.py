@@ -2,16 +2,11 @@
 
 Streaming: each selected matrix is read, decomposed (float64 SVD), rebuilt as U_k S_k V_k^T, cast
 back to its stored dtype and written in place of the original bytes; everything else is copied as
-bytes. The new checkpoint is built in a temporary folder next to DST and renamed at the end, so a
-failure leaves no half-written DST.
+bytes (`writer.rewrite_checkpoint`, shared with `tailscope.prune` and `tailscope.remove_traps`).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import shutil
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalysisConfig
-from ..errors import ConfigError, InputError, OutputError, printable
-from ..outputs import owned_entries, probe_directory, replace_directory, tree_files
+from ..errors import ConfigError, InputError, printable
 from ..pipeline import skip_reason
-from ..sources import INDEX_NAME, MatrixRef, Source, open_source
-from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+from ..sources import MatrixRef, Source, open_source
 from .methods import smooth_matrix
-from .writer import StreamWriter, byte_range, copy_side_files, encode, patch
+from .writer import rewrite_checkpoint
 
 SIDECAR = "tailscope_smoothing.json"
 TOOL = "tailscope.smooth"
@@ -104,20 +97,14 @@ def smooth(src: str | Path, dst: str | Path | None = None, *, layers: Any = (), 
         return report
     if dst is None:
         raise ConfigError("Expected argument `dst` (the output directory), but got None")
-    final = _check_destination(Path(dst), source, overwrite)
-    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.mkdir()
-        writer = _write_gguf if source.format == "gguf" else _write_safetensors
-        writer(source, selected, cfg, tmp, report)
-        sidecar = report.to_dict() | {"files": tree_files(tmp)}  # what --overwrite may replace later
-        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
-        replace_directory(tmp, final)
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise OutputError(final, f"cannot write the smoothed checkpoint: {exc.strerror or exc}{where}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def edit(ref: MatrixRef, values: np.ndarray, tensor: str, dtype: str) -> np.ndarray | None:
+        result = _smooth(values, cfg)
+        report.rows.append(_row(ref, result, dtype, cfg.smooth_method) | {"tensor": tensor})
+        return result.matrix
+
+    rewrite_checkpoint(source, selected, edit, Path(dst), overwrite=overwrite,
+                       sidecar=(SIDECAR, TOOL, report.to_dict))
     return report
 
 
@@ -142,84 +129,3 @@ def _row(ref: MatrixRef, result: Any, dtype_out: str, method: str) -> dict[str, 
         "kept_from": c.start, "original_rank": c.rank, "frob_kept": result.frob_kept,
         "rel_error": result.rel_error, "note": c.note,
     }
-
-
-def _check_destination(dst: Path, source: Source, overwrite: bool) -> Path:
-    """Before any work: DST is not the source, is new, empty, or (with `overwrite`) an earlier
-    output of ours holding nothing else, and its folder is writable."""
-    src = Path(source.path).resolve()
-    src_dir = src if src.is_dir() else src.parent
-    final = dst.resolve()
-    if final == src_dir or (src.is_dir() and final.is_relative_to(src_dir)) or src_dir.is_relative_to(final):
-        raise InputError(dst, f"output must not contain or lie inside the source {source.path}")
-    if final.exists() and not final.is_dir():
-        raise OutputError(dst, "exists and is not a directory")
-    if final.exists() and any(final.iterdir()):
-        if not overwrite:
-            raise OutputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace an earlier smoothing output")
-        why = owned_entries(final, SIDECAR, (TOOL,))
-        if why:
-            raise OutputError(dst, f"--overwrite replaces only an earlier tailscope output, and this directory {why}; refusing to delete it")
-    probe_directory(final.parent, "the smoothed checkpoint")
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(final.parent, f"cannot create the output's folder: {exc.strerror or exc}") from None
-    return final
-
-
-def _write_safetensors(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, out: Path, report: SmoothReport) -> None:
-    """Copy every shard byte for byte, then overwrite the selected matrices' bytes in place."""
-    root = Path(source.path)
-    src_dir = root if root.is_dir() else root.parent
-    by_file: dict[str, list[MatrixRef]] = defaultdict(list)
-    for ref in selected:
-        by_file[str(Path(ref.loader.path).resolve())].append(ref)
-    for shard in _shards(root):
-        target = out / shard.name
-        shutil.copyfile(shard, target)
-        with open(target, "r+b") as fh:
-            for ref in by_file.get(str(shard.resolve()), []):
-                result = _smooth(ref.load(), cfg)
-                report.rows.append(_row(ref, result, ref.dtype, cfg.smooth_method))
-                if result.matrix is not None:
-                    offset, size = byte_range(ref.loader)
-                    patch(fh, offset, encode(result.matrix, ref.dtype), size, ref.longname)
-    if (src_dir / INDEX_NAME).exists() and root.is_dir():
-        shutil.copyfile(src_dir / INDEX_NAME, out / INDEX_NAME)
-    copy_side_files(src_dir, out, everything=root.is_dir())
-
-
-def _shards(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    index = root / INDEX_NAME
-    if index.exists():
-        names = sorted(set(read_json_file(index, "the file", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
-        return [root / n for n in names]
-    return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
-
-
-def _write_gguf(source: Source, selected: list[MatrixRef], cfg: AnalysisConfig, out: Path, report: SmoothReport) -> None:
-    """GGUF -> one float32 model.safetensors with HF names, config.json and the tokenizer."""
-    from ..sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
-
-    path = Path(source.path)
-    config, pairs = hf_tensor_names(path)
-    tokenizer = load_tokenizer(path)  # before any matrix is smoothed: a GGUF without one fails first
-    chosen = {ref.longname: ref for ref in selected}
-    writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
-    try:
-        for tensor, hf in pairs:
-            values = hf_array(path, tensor, config)
-            ref = chosen.get(tensor.name)
-            if ref is not None:
-                result = _smooth(values, cfg)
-                report.rows.append(_row(ref, result, "F32", cfg.smooth_method) | {"tensor": hf})
-                if result.matrix is not None:
-                    values = result.matrix
-            writer.write(hf, values)
-    finally:
-        writer.close()
-    config.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))

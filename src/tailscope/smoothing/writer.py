@@ -1,4 +1,4 @@
-"""Write smoothed tensors into safetensors files without holding more than one tensor in memory.
+"""Write edited tensors into safetensors files without holding more than one tensor in memory.
 
 safetensors layout: 8-byte little-endian header length, a JSON header (name -> dtype, shape,
 data_offsets relative to the data region), then the data region. Smoothing keeps every dtype and
@@ -11,17 +11,25 @@ from a list of (name, shape) whose data is then appended tensor by tensor.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import struct
+from collections import defaultdict
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
+from ..outputs import owned_entries, probe_directory, replace_directory, tree_files
+from ..sources import INDEX_NAME, MatrixRef, Source
 from ..sources.float8 import FLOAT8, float32_to_float8
 from ..sources.paths import is_inside
 from ..sources.safetensors_reader import SafetensorsLoader
+from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+
+# (matrix, its values as float32, the tensor name written, the dtype written) -> new values or None (unchanged)
+Edit = Callable[[MatrixRef, np.ndarray, str, str], "np.ndarray | None"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt", ".ot", ".tflite")
 HF_SIDE_FILES = (
@@ -148,3 +156,105 @@ class StreamWriter:
         self.fh.close()
         if self.next != len(self.order):
             raise ValueError(f"only {self.next} of {len(self.order)} planned tensors were written")
+
+
+Sidecar = tuple[str, str, Callable[[], dict[str, Any]]]  # (file name, tool, builder called once every matrix is done)
+
+
+def rewrite_checkpoint(source: Source, selected: list[MatrixRef], edit: Edit, dst: Path, *, overwrite: bool,
+                       sidecar: Sidecar) -> Path:
+    """Write a copy of `source` in which `edit` may replace each selected matrix, with the sidecar
+    JSON next to the weights. The copy is built in a temporary folder beside `dst` and renamed
+    into place at the end, so `dst` is either the old folder or the whole new one."""
+    name, tool, build = sidecar
+    final = check_destination(dst, source, overwrite, name, tool)
+    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        tmp.mkdir()
+        writer = _write_gguf if source.format == "gguf" else _write_safetensors
+        writer(source, selected, edit, tmp)
+        record = build() | {"files": tree_files(tmp)}  # what a later --overwrite may replace
+        (tmp / name).write_text(json.dumps(record, indent=1))
+        replace_directory(tmp, final)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(final, f"cannot write the checkpoint: {exc.strerror or exc}{where}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def check_destination(dst: Path, source: Source, overwrite: bool, sidecar: str, tool: str) -> Path:
+    """Before any work: `dst` is not the source, is new, empty, or (with `overwrite`) an earlier
+    output of `tool` holding nothing else, and its folder is writable."""
+    src = Path(source.path).resolve()
+    src_dir = src if src.is_dir() else src.parent
+    final = Path(dst).resolve()
+    if final == src_dir or (src.is_dir() and final.is_relative_to(src_dir)) or src_dir.is_relative_to(final):
+        raise InputError(dst, f"output must not contain or lie inside the source {source.path}")
+    if final.exists() and not final.is_dir():
+        raise OutputError(dst, "exists and is not a directory")
+    if final.exists() and any(final.iterdir()):
+        if not overwrite:
+            raise OutputError(dst, "exists and is not empty; pass --overwrite (overwrite=True) to replace an earlier output of this command")
+        why = owned_entries(final, sidecar, (tool,))
+        if why:
+            raise OutputError(dst, f"--overwrite replaces only an earlier tailscope output, and this directory {why}; refusing to delete it")
+    probe_directory(final.parent, "the new checkpoint")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(final.parent, f"cannot create the output's folder: {exc.strerror or exc}") from None
+    return final
+
+
+def _write_safetensors(source: Source, selected: list[MatrixRef], edit: Edit, out: Path) -> None:
+    """Copy every shard byte for byte, then overwrite the edited matrices' bytes in place."""
+    root = Path(source.path)
+    src_dir = root if root.is_dir() else root.parent
+    by_file: dict[str, list[MatrixRef]] = defaultdict(list)
+    for ref in selected:
+        by_file[str(Path(ref.loader.path).resolve())].append(ref)
+    for shard in _shards(root):
+        target = out / shard.name
+        shutil.copyfile(shard, target)
+        with open(target, "r+b") as fh:
+            for ref in by_file.get(str(shard.resolve()), []):
+                new = edit(ref, ref.load(), ref.longname, ref.dtype)
+                if new is not None:
+                    offset, size = byte_range(ref.loader)
+                    patch(fh, offset, encode(new, ref.dtype), size, ref.longname)
+    if (src_dir / INDEX_NAME).exists() and root.is_dir():
+        shutil.copyfile(src_dir / INDEX_NAME, out / INDEX_NAME)
+    copy_side_files(src_dir, out, everything=root.is_dir())
+
+
+def _shards(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    index = root / INDEX_NAME
+    if index.exists():
+        names = sorted(set(read_json_file(index, "the file", MAX_INDEX_BYTES)["weight_map"].values()))  # checked by open_source
+        return [root / n for n in names]
+    return sorted(p for p in root.glob("*.safetensors") if p.is_file() and not p.name.startswith("adapter_"))
+
+
+def _write_gguf(source: Source, selected: list[MatrixRef], edit: Edit, out: Path) -> None:
+    """GGUF -> one float32 model.safetensors with HF names, config.json and the tokenizer."""
+    from ..sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
+
+    path = Path(source.path)
+    config, pairs = hf_tensor_names(path)
+    tokenizer = load_tokenizer(path)  # before any matrix is edited: a GGUF without one fails first
+    chosen = {ref.longname: ref for ref in selected}
+    writer = StreamWriter(out / "model.safetensors", [(hf, t.shape) for t, hf in pairs], "F32")
+    try:
+        for tensor, hf in pairs:
+            values = hf_array(path, tensor, config)
+            ref = chosen.get(tensor.name)
+            new = edit(ref, values, hf, "F32") if ref is not None else None
+            writer.write(hf, values if new is None else new)
+    finally:
+        writer.close()
+    config.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))

@@ -1,0 +1,1 @@
+"""Sections of bench/validate_science.py: one module per validated property."""

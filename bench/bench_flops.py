@@ -41,7 +41,7 @@ def syrk_rate(n: int, m: int, dtype: type, repeat: int) -> float:
     """GFLOP/s of one SYRK C = A^T A with A n x m (n*m^2 flops)."""
     from scipy.linalg.blas import dsyrk, ssyrk
 
-    from tailscope.spectrum import _limited
+    from tailscope.spectrum.routes import _limited
 
     a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, m)).astype(dtype))
     syrk = dsyrk if dtype == np.float64 else ssyrk
@@ -52,7 +52,7 @@ def syrk_rate(n: int, m: int, dtype: type, repeat: int) -> float:
 def syevd_seconds(m: int, dtype: type, repeat: int) -> float:
     from scipy.linalg import eigh
 
-    from tailscope.spectrum import _limited
+    from tailscope.spectrum.routes import _limited
 
     a = np.random.default_rng(1).standard_normal((2 * m, m)).astype(dtype)
     g = a.T @ a
@@ -61,7 +61,7 @@ def syevd_seconds(m: int, dtype: type, repeat: int) -> float:
 
 
 def main() -> None:
-    from tailscope.spectrum import route_dtype
+    from tailscope.spectrum.routes import route_dtype
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=("mistral2", "mistral2q"), default="mistral2")

@@ -1,4 +1,4 @@
-"""LoRA update spectrum: the r x r route (tailscope.lowrank) against the dense route on B @ A.
+"""LoRA update spectrum: the r x r route (tailscope.spectrum.lowrank) against the dense route on B @ A.
 
 One command: `python bench/bench_lora.py [N_OUT N_IN R]` (default 2048 5632 16, a TinyLlama-sized
 MLP projection). Prints both times, their ratio and the largest relative eigenvalue difference.
@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from tailscope.lowrank import lowrank_spectrum
-from tailscope.spectrum import compute_spectrum
+from tailscope.spectrum.lowrank import lowrank_spectrum
+from tailscope.spectrum.routes import compute_spectrum
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ def main() -> None:
         model = torch.nn.Sequential(torch.nn.Linear(n, n))
         opt = SpectralProjection(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         w = model[0].weight
-        svd = best_of(lambda: torch.linalg.svd(w.detach().double(), full_matrices=False), args.repeats)
-        proj = best_of(lambda: opt.project(), args.repeats)
+        svd = best_of(lambda w=w: torch.linalg.svd(w.detach().double(), full_matrices=False), args.repeats)
+        proj = best_of(opt.project, args.repeats)
         print(f"| {n}x{n} | {svd:.3f} | {proj:.3f} | {proj / svd:.2f} | {proj - svd:.3f} |")
 
 

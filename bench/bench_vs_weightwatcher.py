@@ -110,7 +110,7 @@ def gguf_state_dict(path: str) -> dict:
     import torch
 
     from tailscope.config import AnalysisConfig
-    from tailscope.pipeline import plan
+    from tailscope.analysis.matrix import plan
     from tailscope.sources import open_source
 
     refs = plan(open_source(path), AnalysisConfig())[0]
@@ -130,10 +130,10 @@ def worker(tool: str, path: str, options: dict) -> None:
     base = options.pop("base", None)
     if tool == "tailscope":
         import tailscope
-        import tailscope.pipeline  # noqa: F401 - imports before the clock, as `import weightwatcher` does its own
-        import tailscope.spectrum
+        import tailscope.analysis.pipeline  # noqa: F401 - imports before the clock, as `import weightwatcher` does its own
+        import tailscope.spectrum.routes
 
-        tailscope.spectrum._controller()  # loads scipy's BLAS/LAPACK
+        tailscope.spectrum.routes._controller()  # loads scipy's BLAS/LAPACK
         t0 = time.perf_counter()
         details = tailscope.analyze(path, progress=False, base=base, **options).details
     else:

@@ -46,7 +46,7 @@ def write_bf16_checkpoint(path: Path, shapes: dict[str, tuple[int, int]], seed: 
     raw += b" " * (-len(raw) % 8)
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(raw)) + raw)
-        for name, (n, m) in shapes.items():
+        for n, m in shapes.values():
             tile = bf16_bytes(rng.standard_normal((min(tile_rows, n), m)) * 0.02)
             full, rest = divmod(n, min(tile_rows, n))
             for _ in range(full):

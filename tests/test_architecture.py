@@ -1,56 +1,42 @@
-"""The one-directional data flow (source -> spectrum -> fit -> report), enforced on imports,
-and a cheap `import tailscope`."""
+"""The one-directional data flow, enforced on imports: the layer contract in pyproject.toml
+(sources -> spectrum | fit -> rows -> plots -> report -> analysis, workflows on top), no import
+cycle between any two modules, and a cheap `import tailscope`."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import grimp
+import networkx as nx
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "tailscope"
-
-# stage -> stages it must never import
-FORBIDDEN = {
-    "sources": {"spectrum", "spectrum_torch", "fit", "metrics", "pipeline", "executors", "parallel", "report", "transforms", "diagnostics"},
-    "spectrum": {"sources", "fit", "metrics", "pipeline", "executors", "parallel", "report", "diagnostics"},
-    "fit": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "report", "diagnostics"},
-    "report": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "diagnostics"},
-    "diagnostics": {"sources", "pipeline", "executors", "parallel", "report"},  # issue 3: spectrum + fit only
-    "plots": {"sources", "spectrum", "spectrum_torch", "pipeline", "executors", "parallel", "diagnostics"},
-}
+STAGES = {"sources", "spectrum", "fit", "rows", "analysis", "report", "plots"}
+WORKFLOWS = {"comparison", "smoothing", "train", "probes", "compat", "surgery"}
 
 
-def _stage(path: Path) -> str:
-    rel = path.relative_to(PKG)
-    return rel.parts[0].removesuffix(".py")
+def test_layer_contract_holds(capsys):
+    """import-linter checks every import, function-level ones included, against the layers."""
+    from importlinter.cli import lint_imports
+
+    code = lint_imports(config_filename=str(PKG.parents[1] / "pyproject.toml"), no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert code == 0 and "1 kept, 0 broken" in out, out[-3000:]
 
 
-def _imported_stages(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and (node.module or "").startswith("tailscope."):
-                found.add(node.module.split(".")[1])
-            elif node.level > 0:
-                depth = len(path.relative_to(PKG).parts) - 1  # 0 for top-level modules
-                if node.level - 1 == depth and node.module:
-                    found.add(node.module.split(".")[0])
-                elif node.level - 1 < depth:
-                    found.add(path.relative_to(PKG).parts[0])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("tailscope."))
-    return found
+def test_no_import_cycle():
+    graph = grimp.build_graph("tailscope", exclude_type_checking_imports=True)
+    g = nx.DiGraph((m, d) for m in graph.modules for d in graph.find_modules_directly_imported_by(m))
+    cycles = [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
+    assert not cycles, cycles
 
 
-@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
-def test_stage_imports_flow_one_way(path):
-    stage = _stage(path)
-    bad = _imported_stages(path) & FORBIDDEN.get(stage, set())
-    assert not bad, f"{path.relative_to(PKG)} ({stage}) imports {sorted(bad)}"
+def test_one_folder_per_stage_and_workflow():
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert STAGES | WORKFLOWS <= folders, sorted((STAGES | WORKFLOWS) - folders)
+    modules = {p.stem for p in PKG.glob("*.py")}
+    assert modules <= {"__init__", "__main__", "_lazy", "cli", "config", "errors", "outputs"}, sorted(modules)
 
 
 def test_import_is_cheap_and_side_effect_free():

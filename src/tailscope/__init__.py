@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze", "analyze_many", "card", "compare", "describe"]
 
 _LAZY = {
-    "analyze": ("tailscope.pipeline", "analyze"),
-    "describe": ("tailscope.pipeline", "describe"),
-    "analyze_many": ("tailscope.parallel", "analyze_many"),  # issue 8: many checkpoints, one table
+    "analyze": ("tailscope.analysis.pipeline", "analyze"),
+    "describe": ("tailscope.analysis.pipeline", "describe"),
+    "analyze_many": ("tailscope.analysis.many", "analyze_many"),  # issue 8: many checkpoints, one table
     "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
-    "card": ("tailscope.archcard", "card"),  # issue 4: LLM workflows
-    "compare": ("tailscope.comparison", "compare"),
+    "card": ("tailscope.sources.archcard", "card"),  # issue 4: LLM workflows
+    "compare": ("tailscope.comparison.compare", "compare"),
     "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
     "prune": ("tailscope.surgery", "prune"),
     "remove_traps": ("tailscope.surgery", "remove_traps"),

@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from .config import AnalysisConfig
-from .errors import ConfigError, TailscopeError
+from tailscope.config import AnalysisConfig
+from tailscope.errors import ConfigError, TailscopeError
 
 EXIT_USAGE = 2
 
@@ -96,13 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     r.set_defaults(run=_run_report)
-    from .probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
+    from tailscope.probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
 
     add_probe_parser(sub)
-    from .smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
+    from tailscope.smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
 
     add_smooth_parser(sub, _layers)
-    from .surgery.cli import add_parsers as add_surgery_parsers
+    from tailscope.surgery.cli import add_parsers as add_surgery_parsers
 
     add_surgery_parsers(sub, _layers)
     return parser
@@ -139,8 +139,8 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
 def check_outputs(out: str | None = None, html: str | None = None, plots: str | None = None) -> None:
     """Refuse unusable output paths (extension, a directory in the way, no write access, a file
     where a folder goes) before any work, so an hour of analysis is never lost to a typo."""
-    from .outputs import check_directory, check_file
-    from .report.table import check_table_path
+    from tailscope.outputs import check_directory, check_file
+    from tailscope.report.table import check_table_path
 
     if out:
         check_table_path(out)
@@ -151,8 +151,8 @@ def check_outputs(out: str | None = None, html: str | None = None, plots: str | 
 
 
 def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
-    from .parallel import analyze_many, read_list
-    from .report.table import write_table
+    from tailscope.analysis.many import analyze_many, read_list
+    from tailscope.report.table import write_table
 
     check_outputs(out=args.out)
     table = analyze_many(read_list(args.list), layers=args.layers, device=args.device, progress=not args.quiet,
@@ -176,7 +176,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from .pipeline import analyze
+    from tailscope.analysis.pipeline import analyze
 
     check_outputs(out=args.out, html=args.html, plots=args.plots)
     report = analyze(args.path, base=args.base, peft=args.peft, device=args.device, seed=args.seed,
@@ -191,14 +191,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {report.save(args.out)}")
     if args.html:  # issue 4
-        from .htmlreport import write_html
+        from tailscope.report.html import write_html
 
         print(f"wrote {write_html(report, args.html, model=args.path)}")
     return 0
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from .pipeline import describe
+    from tailscope.analysis.pipeline import describe
 
     check_outputs(out=args.out)
     desc = describe(args.path, **_options(args))
@@ -209,8 +209,8 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:  # issue 4
-    from .comparison import compare
-    from .report.table import write_table
+    from tailscope.comparison.compare import compare
+    from tailscope.report.table import write_table
 
     if len(args.paths) < 2:
         raise ConfigError("`tailscope compare` needs at least two models")
@@ -221,15 +221,15 @@ def _run_compare(args: argparse.Namespace) -> int:  # issue 4
     if args.out:
         print(f"wrote {write_table(comp.matched, args.out)}")
     if args.html:
-        from .htmlreport import write_compare_html
+        from tailscope.report.html import write_compare_html
 
         print(f"wrote {write_compare_html(comp, args.html)}")
     return 0
 
 
 def _run_report(args: argparse.Namespace) -> int:  # issue 4
-    from .htmlreport import write_html
-    from .pipeline import analyze
+    from tailscope.report.html import write_html
+    from tailscope.analysis.pipeline import analyze
 
     check_outputs(html=args.output)
     report = analyze(args.path, base=args.base, peft=args.peft, layers=args.layers, progress=not args.quiet)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from .errors import ConfigError
+from tailscope.errors import ConfigError
 
 Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]

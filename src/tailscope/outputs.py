@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import ConfigError, OutputError
+from tailscope.errors import ConfigError, OutputError
 
 
 def _reason(exc: OSError) -> str:

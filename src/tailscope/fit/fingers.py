@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dragon import dragon_kings
-from .powerlaw import PowerLawFit, fit_power_law
+from tailscope.fit.dragon import dragon_kings
+from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
 
 FINGER_THRESH = 1.0
 MIN_ALPHA = 2.0

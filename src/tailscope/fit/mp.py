@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rmt import mp_density
+from tailscope.fit.rmt import mp_density
 
 BANDWIDTH = 0.1
 GRID_POINTS = 1000

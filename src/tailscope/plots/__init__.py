@@ -10,7 +10,7 @@ no figure kept alive).
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from tailscope._lazy import lazy_getattr
 
 _LAZY = {
     "plot_esd": "layer", "plot_esd_loglog": "layer", "plot_ks_curve": "layer", "plot_randomized_esd": "layer",

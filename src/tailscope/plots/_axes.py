@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import printable, require
+from tailscope.errors import printable, require
 
 FIGSIZE = (6.4, 4.8)
 

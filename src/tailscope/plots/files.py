@@ -14,11 +14,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..errors import OutputError
-from ..outputs import atomic_write, check_directory
-from ..fit.powerlaw import PowerLawFit
-from . import layer, model
-from ._axes import LEGEND_BELOW_RECT, MODEL_RECT, TWIN_RECT, detached_axes
+from tailscope.errors import OutputError
+from tailscope.outputs import atomic_write, check_directory
+from tailscope.fit.powerlaw import PowerLawFit
+from tailscope.plots import layer, model
+from tailscope.plots._axes import LEGEND_BELOW_RECT, MODEL_RECT, TWIN_RECT, detached_axes
 
 DPI = 100
 MODEL_FIGURES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {

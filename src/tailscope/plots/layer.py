@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..fit.powerlaw import PowerLawFit, fit_power_law, ks_curve
-from ..fit.rmt import bulk_edge, mp_density
-from ._axes import axes_or_new, title
+from tailscope.errors import ConfigError
+from tailscope.fit.powerlaw import PowerLawFit, fit_power_law, ks_curve
+from tailscope.fit.rmt import bulk_edge, mp_density
+from tailscope.plots._axes import axes_or_new, title
 
 ESD_COLOR, FIT_COLOR, XMIN_COLOR, DETX_COLOR, MP_COLOR = "C0", "black", "red", "purple", "C1"
 OUTLIER_FACTOR = 10.0  # the linear ESD's x-range stops at this multiple of the 99th percentile

@@ -7,7 +7,7 @@ Names are imported on first use, so that the CLI can register `probe` without lo
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from tailscope._lazy import lazy_getattr
 
 __all__ = ["DEFAULT_PROMPTS", "ModelProbe", "ProbeConfig", "ProbeReport", "probe"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
-from ..untrusted.regular_files import read_regular_text
+from tailscope.errors import InputError
+from tailscope.untrusted.regular_files import read_regular_text
 
 MAX_PROMPT_BYTES = 16 * 2**20
 
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
     """--prompt values, then the lines of --prompts; the built-in prompts when neither is given."""
-    from .config import DEFAULT_PROMPTS
+    from tailscope.probes.config import DEFAULT_PROMPTS
 
     prompts = list(args.prompt)
     if args.prompts:
@@ -43,12 +43,12 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..spectrum_torch import resolve_device
-    from .config import ProbeConfig
-    from .loading import release
-    from .report import ProbeReport
+    from tailscope.spectrum.torch_route import resolve_device
+    from tailscope.probes.config import ProbeConfig
+    from tailscope.probes.loading import release
+    from tailscope.probes.report import ProbeReport
 
-    from ..outputs import check_directory, check_file
+    from tailscope.outputs import check_directory, check_file
 
     if args.out:
         check_file(args.out, "out", (".json",))
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _probe_one(path: str, args: argparse.Namespace, prompts: list[str], device: str, config: object) -> object:
-    from .loading import load_for_probe
-    from .runner import probe
+    from tailscope.probes.loading import load_for_probe
+    from tailscope.probes.runner import probe
 
     model, tok = load_for_probe(path, device=device, tokenizer=args.tokenizer)
     return probe(model, tok, prompts, name=_label(path, args.models), config=config)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import _check_int, build_checked
-from ..errors import ConfigError
+from tailscope.config import _check_int, build_checked
+from tailscope.errors import ConfigError
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "The capital of France is",

@@ -39,7 +39,7 @@ def matrix_stats(w: np.ndarray) -> dict[str, float]:
 
 def spectral_stats(matrices: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Spectral norm (sv_max), alpha and stable rank of each matrix, from `tailscope.analyze`."""
-    from ..pipeline import analyze
+    from tailscope.analysis.pipeline import analyze
 
     longest = max(max(w.shape) for w in matrices.values())
     report = analyze(dict(matrices), max_n=longest + 1, max_evals=0, min_evals=0, progress=False)

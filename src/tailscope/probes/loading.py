@@ -6,7 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, require
+from tailscope.errors import InputError, require
 
 
 def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Path | None = None) -> tuple[Any, Any]:
@@ -21,7 +21,7 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
     if not path.exists():
         raise InputError(path, "no such file or directory")
     if path.suffix.lower() == ".gguf":
-        from ..sources.gguf_hf import load_hf_causal_lm, load_tokenizer
+        from tailscope.sources.gguf_hf import load_hf_causal_lm, load_tokenizer
 
         model = load_hf_causal_lm(path)
         tok = _tokenizer(tokenizer) if tokenizer else load_tokenizer(path)
@@ -38,7 +38,7 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
 
 def _check_config_json(model_dir: Path) -> None:
     """issue 9: a config.json that is not a JSON object is named here, not deep in transformers."""
-    from ..untrusted.json_loader import MAX_CONFIG_BYTES, read_json_file
+    from tailscope.untrusted.json_loader import MAX_CONFIG_BYTES, read_json_file
 
     config = model_dir / "config.json"
     if not config.exists():

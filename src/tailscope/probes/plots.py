@@ -6,12 +6,14 @@ Models with different depths are overlaid on a relative depth axis (layer / n_la
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import require
-from .report import ModelProbe, ProbeReport
+from tailscope.errors import require
+
+if TYPE_CHECKING:
+    from tailscope.probes.report import ModelProbe, ProbeReport
 
 
 def _axes(ax: Any) -> Any:

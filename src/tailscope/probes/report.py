@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..outputs import atomic_write, atomic_write_text
+from tailscope.errors import InputError
+from tailscope.outputs import atomic_write, atomic_write_text
 
 # Rows of the side-by-side table: (label, path into ModelProbe.summary_dict()).
 TABLE_ROWS: tuple[tuple[str, str], ...] = (
@@ -119,7 +119,7 @@ class ProbeReport:
 
     def to_text(self) -> str:
         """The side-by-side table as aligned text."""
-        from ..report.table import printable_frame
+        from tailscope.report.printing import printable_frame
 
         return printable_frame(self.table().map(_fmt)).to_string()
 
@@ -135,7 +135,7 @@ class ProbeReport:
 
     def plot(self, path: str | Path | None = None) -> Any:
         """The four-panel figure (see `tailscope.probes.plots.probe_figure`); saved when a path is given."""
-        from .plots import probe_figure
+        from tailscope.probes.plots import probe_figure
 
         fig = probe_figure(self)
         if path is not None:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .hooks import TokenNorms
+from tailscope.probes.hooks import TokenNorms
 
 
 def token_mean(arrays: Sequence[np.ndarray], skip_first: bool) -> np.ndarray:

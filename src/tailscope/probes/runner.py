@@ -8,13 +8,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, require
-from .config import ProbeConfig
-from .embeddings import embedding_stats
-from .hooks import TokenNorms, find_anatomy, record_norms
-from .output import average_stats, logit_stats
-from .report import ModelProbe, ProbeReport
-from .residual import GainSummary, residual_table, subblock_table
+from tailscope.errors import InputError, require
+from tailscope.probes.config import ProbeConfig
+from tailscope.probes.embeddings import embedding_stats
+from tailscope.probes.hooks import TokenNorms, find_anatomy, record_norms
+from tailscope.probes.output import average_stats, logit_stats
+from tailscope.probes.report import ModelProbe, ProbeReport
+from tailscope.probes.residual import GainSummary, residual_table, subblock_table
 
 
 def probe(model: Any, tokenizer: Any, prompts: str | Sequence[str], *, name: str | None = None,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import printable
-from .table import printable_frame
+from tailscope.errors import printable
+from tailscope.report.printing import printable_frame
 
 EXPERT_COLUMNS = (
     "layer", "role", "n_experts", "alpha_mean", "alpha_std", "alpha_min", "alpha_max",

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputError
-from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
-from ..outputs import fsync_path
-from ..untrusted.json_loader import parse_json
-from ..untrusted.regular_files import read_regular
+from tailscope.errors import InputError, OutputError
+from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
+from tailscope.outputs import fsync_path
+from tailscope.untrusted.json_loader import parse_json
+from tailscope.untrusted.regular_files import read_regular
 
 SCHEMA = 1
 SUFFIX = ".jsonl"
@@ -64,7 +64,7 @@ def content_digest(array: np.ndarray) -> str:
 
 def options_digest(config: Any) -> str:
     """Hash of the options (and code version) that change a row's numbers."""
-    from .. import __version__
+    from tailscope import __version__
 
     names = [f.name for f in dataclasses.fields(config) if not f.name.startswith("_") and f.name not in NOT_ROW_OPTIONS]
     values = {name: getattr(config, name) for name in names}

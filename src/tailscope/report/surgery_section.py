@@ -12,9 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InputError
-from ..surgery.report import PRUNE_SIDECAR, TRAPS_SIDECAR
-from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+from tailscope.errors import InputError
+from tailscope.untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+
+# the sidecars `prune` and `remove_traps` write beside their checkpoint; read here, written by tailscope.surgery
+PRUNE_SIDECAR = "tailscope_pruning.json"
+TRAPS_SIDECAR = "tailscope_traps.json"
 
 PRUNE_TABLE = ("layer", "name", "tensor", "role", "shape", "params", "alpha", "metric", "sparsity", "achieved")
 TRAPS_TABLE = ("layer", "name", "tensor", "role", "shape", "num_traps", "traps_after", "ks_before", "ks_after", "rel_change")

@@ -9,9 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConfigError, InputError, printable
-from ..metrics import COLUMNS, DIAGNOSTIC_COLUMNS
-from ..outputs import atomic_write, check_file
+from tailscope.errors import ConfigError, InputError, printable
+from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
+from tailscope.outputs import atomic_write, check_file
+from tailscope.report.printing import printable_frame
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
@@ -36,17 +37,6 @@ TABLE_SUFFIXES = (".csv", ".json", ".parquet")
 def check_table_path(path: str | Path) -> Path:
     """Fail before any work on an `out` path that cannot take a table (extension, folder)."""
     return check_file(path, "out", TABLE_SUFFIXES)
-
-
-def printable_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with every text cell (and column name) made printable, for the terminal: escaping
-    cells before `to_string` keeps the columns aligned."""
-    def clean(v: Any) -> Any:
-        return printable(v) if isinstance(v, str) else v
-
-    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    out = df.assign(**{c: df[c].map(clean) for c in text}) if text else df
-    return out.rename(columns=lambda c: clean(c), index=lambda i: clean(i))
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -103,7 +93,7 @@ class Report:
     @property
     def experts(self) -> pd.DataFrame:
         """Mixture-of-experts summary per (layer, role); empty for a dense model (issue 4)."""
-        from .experts import expert_summary
+        from tailscope.report.experts import expert_summary
 
         return expert_summary(self.details, self.skipped)
 
@@ -122,7 +112,7 @@ class Report:
             lines.append("  skipped: " + printable(", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items()))))
         experts = self.experts  # issue 4: mixture-of-experts summary
         if not experts.empty:
-            from .experts import experts_text
+            from tailscope.report.experts import experts_text
 
             lines += ["", experts_text(experts)]
         return "\n".join(lines)

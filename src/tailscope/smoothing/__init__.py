@@ -8,6 +8,6 @@ streaming checkpoint-to-checkpoint tool; `methods` says which components each me
 
 from __future__ import annotations
 
-from .run import SIDECAR, SmoothReport, smooth
+from tailscope.smoothing.run import SIDECAR, SmoothReport, smooth
 
 __all__ = ["SIDECAR", "SmoothReport", "smooth"]

@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction, layers_type) -> None:  # noqa: A
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from .run import SIDECAR, smooth
+    from tailscope.errors import ConfigError
+    from tailscope.smoothing.run import SIDECAR, smooth
 
     if not args.dry_run and not args.out:
         raise ConfigError("smooth needs -o/--out DST (or --dry-run)")

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fit.detx import detx
-from ..fit.mp import mp_fit
-from ..fit.powerlaw import fit_power_law
+from tailscope.fit.detx import detx
+from tailscope.fit.mp import mp_fit
+from tailscope.fit.powerlaw import fit_power_law
 
 
 @dataclass(frozen=True)

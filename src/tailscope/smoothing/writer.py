@@ -20,13 +20,13 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from ..errors import InputError, OutputError
-from ..outputs import owned_entries, probe_directory, replace_directory, tree_files
-from ..sources import INDEX_NAME, MatrixRef, Source
-from ..sources.float8 import FLOAT8, float32_to_float8
-from ..sources.paths import is_inside
-from ..sources.safetensors_reader import SafetensorsLoader
-from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+from tailscope.errors import InputError, OutputError
+from tailscope.outputs import owned_entries, probe_directory, replace_directory, tree_files
+from tailscope.sources import INDEX_NAME, MatrixRef, Source
+from tailscope.sources.float8 import FLOAT8, float32_to_float8
+from tailscope.sources.paths import is_inside
+from tailscope.sources.safetensors_reader import SafetensorsLoader
+from tailscope.untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 
 # (matrix, its values as float32, the tensor name written, the dtype written) -> new values or None (unchanged)
 Edit = Callable[[MatrixRef, np.ndarray, str, str], "np.ndarray | None"]
@@ -241,7 +241,7 @@ def _shards(root: Path) -> list[Path]:
 
 def _write_gguf(source: Source, selected: list[MatrixRef], edit: Edit, out: Path) -> None:
     """GGUF -> one float32 model.safetensors with HF names, config.json and the tokenizer."""
-    from ..sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
+    from tailscope.sources.gguf_hf import hf_array, hf_tensor_names, load_tokenizer
 
     path = Path(source.path)
     config, pairs = hf_tensor_names(path)

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from ..config import AnalysisConfig
-from ..errors import InputError
-from .base import Geometry, MatrixRef, geometry
-from .gguf_reader import gguf_entries, read_gguf
-from .paths import inside as _inside
-from .refs import TensorEntry, refs_from_entries
-from .safetensors_reader import iter_file_tensors
-from ..untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
+from tailscope.config import AnalysisConfig
+from tailscope.errors import InputError
+from tailscope.sources.base import Geometry, MatrixRef, geometry
+from tailscope.sources.gguf_reader import gguf_entries, read_gguf
+from tailscope.sources.paths import inside as _inside
+from tailscope.sources.refs import TensorEntry, refs_from_entries
+from tailscope.sources.safetensors_reader import iter_file_tensors
+from tailscope.untrusted.json_loader import MAX_INDEX_BYTES, read_json_file
 
 __all__ = ["Source", "open_source", "MatrixRef", "Geometry", "geometry"]
 
@@ -39,11 +39,11 @@ def open_source(obj: Any, *, start_id: int = 0, max_refs: int = AnalysisConfig.m
     """Resolve a path, module or state dict to a `Source` (header reads only) of at most
     `max_refs` matrices."""
     if hasattr(obj, "named_modules"):
-        from .torch_reader import module_refs
+        from tailscope.sources.torch_reader import module_refs
 
         return Source(type(obj).__name__, lambda: module_refs(obj, type(obj).__name__, start_id), "module")
     if isinstance(obj, Mapping):
-        from .torch_reader import state_dict_refs
+        from tailscope.sources.torch_reader import state_dict_refs
 
         return Source("<state_dict>", lambda: state_dict_refs(_as_tensors(obj), "<state_dict>", start_id, max_refs), "state_dict")
     if isinstance(obj, (str, Path)):
@@ -57,7 +57,7 @@ def _as_tensors(state: Mapping[str, Any]) -> Mapping[str, Any]:
 
     if not any(isinstance(v, np.ndarray) for v in state.values()):
         return state
-    from ..errors import require
+    from tailscope.errors import require
 
     torch = require("torch", "torch")
     return {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
@@ -132,21 +132,21 @@ def _read_index(index: Path, root: Path) -> tuple[list[Path], dict[Path, list[st
 def _safetensors_source(
     path: Path, files: list[Path], order: dict[Path, list[str]] | None, start_id: int, max_refs: int
 ) -> Source:
-    from .safetensors_reader import read_header
+    from tailscope.sources.safetensors_reader import read_header
 
     for f in files:  # validate every header up front: a bad shard fails before any work
         read_header(f)
 
     def entries() -> Iterator[TensorEntry]:
         for f in files:
-            for info, loader in iter_file_tensors(f, order.get(f) if order else None):
+            for info, _loader in iter_file_tensors(f, order.get(f) if order else None):
                 yield _st_entry(f, info)
 
     return Source(str(path), lambda: refs_from_entries(entries(), str(path), start_id, max_refs), "safetensors", path)
 
 
 def _st_entry(f: Path, info: Any) -> TensorEntry:
-    from .safetensors_reader import SafetensorsLoader
+    from tailscope.sources.safetensors_reader import SafetensorsLoader
 
     return TensorEntry(
         info.name, info.shape, info.dtype, info.is_float,
@@ -161,7 +161,7 @@ def _gguf_source(path: Path, start_id: int, max_refs: int) -> Source:
 
 
 def _torch_source(path: Path, files: list[Path], start_id: int, max_refs: int) -> Source:
-    from .torch_reader import load_state_dict_file, state_dict_entries
+    from tailscope.sources.torch_reader import load_state_dict_file, state_dict_entries
 
     def entries() -> Iterator[TensorEntry]:
         for f in files:  # one shard in memory at a time

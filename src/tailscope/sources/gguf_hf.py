@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, require
-from ..untrusted.json_loader import MAX_COUNT, Fields
-from .gguf_reader import GGUFLoader, GGUFTensor, read_gguf
+from tailscope.errors import InputError, require
+from tailscope.untrusted.json_loader import MAX_COUNT, Fields
+from tailscope.sources.gguf_reader import GGUFLoader, GGUFTensor, read_gguf
 
 ARCH = "llama"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
+from tailscope.errors import InputError
 
 
 def snapshot_blobs(real_root: Path) -> Path | None:

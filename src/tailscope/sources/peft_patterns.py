@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InputError
+from tailscope.errors import InputError
 
 MAX_KEY_CHARS = 1024
 MAX_REPEAT = 100

@@ -18,14 +18,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import AnalysisConfig
-from ..errors import InputError
-from .base import MatrixRef
-from .naming import parse_name
-from .paths import inside
-from .peft_patterns import PatternTable, pattern_tables
-from .tensor_names import checked_name
-from ..untrusted.json_loader import MAX_CONFIG_BYTES, Fields, read_json_file
+from tailscope.config import AnalysisConfig
+from tailscope.errors import InputError
+from tailscope.sources import Source
+from tailscope.sources.base import MatrixRef
+from tailscope.sources.naming import parse_name
+from tailscope.sources.paths import inside
+from tailscope.sources.peft_patterns import PatternTable, pattern_tables
+from tailscope.sources.tensor_names import checked_name
+from tailscope.untrusted.json_loader import MAX_CONFIG_BYTES, Fields, read_json_file
 
 KIND_LOWRANK = "lowrank"
 PREFIX = "base_model.model."
@@ -100,13 +101,13 @@ def _tensors(path: Path) -> dict[str, Factor]:
     """
     st = path / "adapter_model.safetensors"
     if st.exists():  # a FIFO or folder of that name: the reader says so
-        from .safetensors_reader import iter_file_tensors
+        from tailscope.sources.safetensors_reader import iter_file_tensors
 
         return {info.name: (info.shape, lambda ld=loader: np.asarray(ld(), dtype=np.float64), None)
                 for info, loader in iter_file_tensors(inside(path, st))}
     pt = path / "adapter_model.bin"
     if pt.exists():
-        from .torch_reader import load_state_dict_file
+        from tailscope.sources.torch_reader import load_state_dict_file
 
         state = load_state_dict_file(inside(path, pt))
         return {k: _torch_factor(pt, k, v) for k, v in state.items()}
@@ -186,7 +187,7 @@ def _unreadable(path: Path, problem: str) -> Callable[[], np.ndarray]:
 def _torch_factor(path: Path, name: str, value: Any) -> Factor:
     """One tensor of adapter_model.bin: its shape, a float64 loader, and why it cannot be read (a
     sparse or meta tensor), or None."""
-    from .torch_reader import as_numpy, unreadable
+    from tailscope.sources.torch_reader import as_numpy, unreadable
 
     problem = unreadable(value)
     if problem is not None:
@@ -197,3 +198,11 @@ def _torch_factor(path: Path, name: str, value: Any) -> Factor:
 
 def _factors_loader(la: Callable[[], np.ndarray], lb: Callable[[], np.ndarray], scale: float) -> Callable[[], Any]:
     return lambda: LowRankFactors(la(), lb(), float(scale))
+
+
+def open_adapter(model: Any, max_refs: int = AnalysisConfig.max_refs) -> Source:
+    """A PEFT adapter directory as a Source of low-rank refs: each LoRA update B @ A from its factors."""
+    if not isinstance(model, (str, Path)) or not Path(model).is_dir():
+        raise InputError(str(model)[:80], "`peft=True` needs an adapter directory (adapter_config.json + adapter_model.*)")
+    refs, cfg = peft_refs(Path(model), max_refs=max_refs)
+    return Source(str(model), lambda: iter(refs), "peft", Path(model), cfg)

@@ -15,11 +15,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..config import AnalysisConfig
-from ..errors import InputError
-from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, MatrixRef
-from .naming import parse_name, strip_weight
-from .tensor_names import checked_name
+from tailscope.config import AnalysisConfig
+from tailscope.errors import InputError
+from tailscope.sources.base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, MatrixRef
+from tailscope.sources.naming import parse_name, strip_weight
+from tailscope.sources.tensor_names import checked_name
 
 LoaderFactory = Callable[[int | None, int | None], Callable[[], np.ndarray]]
 

@@ -20,11 +20,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import InputError
-from .base import bf16_to_float32
-from .float8 import FLOAT8, float8_to_float32
-from ..untrusted.json_loader import parse_json
-from ..untrusted.regular_files import open_regular
+from tailscope.errors import InputError
+from tailscope.sources.base import bf16_to_float32
+from tailscope.sources.float8 import FLOAT8, float8_to_float32
+from tailscope.untrusted.json_loader import parse_json
+from tailscope.untrusted.regular_files import open_regular
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIM = 2**53  # larger dimensions exist only in corrupt headers (an empty tensor may claim any)

@@ -11,13 +11,13 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..config import AnalysisConfig
-from ..errors import InputError, require
-from .base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
-from .naming import parse_name
-from .refs import TensorEntry, refs_from_entries
-from ..untrusted.regular_files import check_regular
-from .tensor_names import checked_name
+from tailscope.config import AnalysisConfig
+from tailscope.errors import InputError, require
+from tailscope.sources.base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
+from tailscope.sources.naming import parse_name
+from tailscope.sources.refs import TensorEntry, refs_from_entries
+from tailscope.untrusted.regular_files import check_regular
+from tailscope.sources.tensor_names import checked_name
 
 MAX_WRAPPERS = 4  # {'state_dict': {'model': {...}}}: real checkpoints wrap once or twice
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
@@ -207,7 +207,7 @@ def _module_ref(longname: str, layer_id: int, kind: str, weight: Any, source: st
 
 
 def _fused_params(module: Any, longname: str, layer_id: int, source: str) -> Iterator[MatrixRef]:
-    from .refs import _expert_refs, is_fused_experts
+    from tailscope.sources.refs import _expert_refs, is_fused_experts
 
     for pname, param in module.named_parameters(recurse=False):
         full = f"{longname}.{pname}" if longname else pname

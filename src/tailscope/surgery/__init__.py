@@ -9,7 +9,7 @@ Each writes (or scores) a new checkpoint streamed tensor by tensor; see the modu
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from tailscope._lazy import lazy_getattr
 
 __all__ = ["Perplexity", "PerplexityConfig", "PruneConfig", "SurgeryReport", "perplexity", "prune", "remove_traps"]
 

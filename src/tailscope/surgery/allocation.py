@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from tailscope.errors import ConfigError
 
 
 def linear_sparsities(metric: np.ndarray, params: np.ndarray, sparsity: float, epsilon: float) -> np.ndarray:

@@ -42,7 +42,7 @@ def _source(p: argparse.ArgumentParser, layers_type: Any) -> None:
 
 
 def _need_out(args: argparse.Namespace) -> None:
-    from ..errors import ConfigError
+    from tailscope.errors import ConfigError
 
     if not args.dry_run and not args.out:
         raise ConfigError(f"{args.command} needs -o/--out DST (or --dry-run)")
@@ -56,8 +56,8 @@ def _finish(report: Any, args: argparse.Namespace, sidecar: str) -> int:
 
 
 def _run_prune(args: argparse.Namespace) -> int:
-    from .pruning import prune
-    from .report import PRUNE_SIDECAR
+    from tailscope.surgery.pruning import prune
+    from tailscope.surgery.report import PRUNE_SIDECAR
 
     _need_out(args)
     report = prune(args.path, args.out, sparsity=args.sparsity, allocation=args.allocation, method=args.method,
@@ -67,8 +67,8 @@ def _run_prune(args: argparse.Namespace) -> int:
 
 
 def _run_traps(args: argparse.Namespace) -> int:
-    from .report import TRAPS_SIDECAR
-    from .trap_removal import remove_traps
+    from tailscope.surgery.report import TRAPS_SIDECAR
+    from tailscope.surgery.trap_removal import remove_traps
 
     _need_out(args)
     report = remove_traps(args.path, args.out, seed=args.seed, layers=args.layers, dry_run=args.dry_run,
@@ -77,7 +77,7 @@ def _run_traps(args: argparse.Namespace) -> int:
 
 
 def _run_perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
+    from tailscope.surgery.evaluation import perplexity
 
     print(perplexity(args.path, args.text, context=args.context, device=args.device))
     return 0

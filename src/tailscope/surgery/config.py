@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import _check_int, _check_literal, build_checked
-from ..errors import ConfigError
+from tailscope.config import _check_int, _check_literal, build_checked
+from tailscope.errors import ConfigError
 
 Allocation = Literal["alpha", "uniform", "farms"]
 PruneMethod = Literal["magnitude", "wanda"]

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, require
-from .config import PerplexityConfig
-from .texts import HELDOUT, read_text
+from tailscope.errors import InputError, require
+from tailscope.surgery.config import PerplexityConfig
+from tailscope.surgery.texts import HELDOUT, read_text
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def score_windows(model: Any, ids: Any, context: int) -> tuple[float, int, int]:
 
 def _open(model: Any, tokenizer: Any, cfg: PerplexityConfig) -> tuple[Any, Any]:
     if isinstance(model, (str, Path)):
-        from ..probes.loading import load_for_probe
+        from tailscope.probes.loading import load_for_probe
 
         device = cfg.device
         if device == "auto":

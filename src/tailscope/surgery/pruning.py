@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import AnalysisConfig
-from ..errors import ConfigError, InputError
-from ..sources import MatrixRef, Source, open_source
-from ..smoothing.run import select
-from ..smoothing.writer import check_destination, rewrite_checkpoint
-from .allocation import allocate
-from .config import PRUNABLE_ROLES, PruneConfig
-from .masks import magnitude_mask, wanda_mask
-from .report import PRUNE_SIDECAR, PRUNE_TOOL, SurgeryReport
-from .texts import CALIBRATION, read_text
+from tailscope.config import AnalysisConfig
+from tailscope.errors import ConfigError, InputError
+from tailscope.sources import MatrixRef, Source, open_source
+from tailscope.smoothing.run import select
+from tailscope.smoothing.writer import check_destination, rewrite_checkpoint
+from tailscope.surgery.allocation import allocate
+from tailscope.surgery.config import PRUNABLE_ROLES, PruneConfig
+from tailscope.surgery.masks import magnitude_mask, wanda_mask
+from tailscope.surgery.report import PRUNE_SIDECAR, PRUNE_TOOL, SurgeryReport
+from tailscope.surgery.texts import CALIBRATION, read_text
 
 
 def prune(src: str | Path, dst: str | Path | None = None, *, sparsity: float = 0.5, allocation: str = "alpha",
@@ -117,7 +117,7 @@ def _table(refs: list[MatrixRef], cfg: PruneConfig, acfg: AnalysisConfig, source
     if cfg.allocation == "uniform" and details is None:
         return rows.assign(alpha=np.nan)
     if details is None:
-        from ..pipeline import analyze
+        from tailscope.analysis.pipeline import analyze
 
         details = analyze(source.path, config=acfg).details
     column = cfg.metric_column
@@ -162,7 +162,7 @@ def module_names(source: Source, refs: list[MatrixRef]) -> dict[str, str]:
     """{matrix name: its Hugging Face module name} (GGUF tensors renamed as `gguf_hf` does)."""
     hf = {r.longname: r.longname for r in refs}
     if source.format == "gguf":
-        from ..sources.gguf_hf import hf_tensor_names
+        from tailscope.sources.gguf_hf import hf_tensor_names
 
         hf = {t.name: name for t, name in hf_tensor_names(source.path)[1]}
     return {r.name: hf[r.longname].removesuffix(".weight") for r in refs}
@@ -170,8 +170,8 @@ def module_names(source: Source, refs: list[MatrixRef]) -> dict[str, str]:
 
 def _wanda_norms(source: Source, refs: list[MatrixRef], modules: dict[str, str], alloc: dict[str, dict[str, Any]],
                  cfg: PruneConfig, calibration: Any) -> dict[str, np.ndarray]:
-    from ..probes.loading import load_for_probe, release
-    from .wanda import activation_norms, calibration_ids
+    from tailscope.probes.loading import load_for_probe, release
+    from tailscope.surgery.wanda import activation_norms, calibration_ids
 
     experts = [r.name for r in refs if r.expert is not None]
     if experts:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PRUNE_SIDECAR = "tailscope_pruning.json"
-TRAPS_SIDECAR = "tailscope_traps.json"
+from tailscope.report.surgery_section import PRUNE_SIDECAR, TRAPS_SIDECAR  # noqa: F401 (the writers' names)
+
 PRUNE_TOOL, TRAPS_TOOL = "tailscope.prune", "tailscope.remove_traps"  # the sidecar's "tool": what --overwrite may replace
 
 # (column, header, format) of the printed tables

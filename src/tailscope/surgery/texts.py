@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from ..untrusted.regular_files import read_regular_text
+from tailscope.errors import InputError
+from tailscope.untrusted.regular_files import read_regular_text
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 HELDOUT = DATA / "heldout_alice.txt"

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AnalysisConfig
-from ..errors import ConfigError
-from ..smoothing.run import select
-from ..smoothing.writer import rewrite_checkpoint
-from ..sources import MatrixRef
-from .pruning import open_editable
-from .report import TRAPS_SIDECAR, TRAPS_TOOL, SurgeryReport
-from .traps import TrapRemoval, remove_matrix_traps
+from tailscope.config import AnalysisConfig
+from tailscope.errors import ConfigError
+from tailscope.smoothing.run import select
+from tailscope.smoothing.writer import rewrite_checkpoint
+from tailscope.sources import MatrixRef
+from tailscope.surgery.pruning import open_editable
+from tailscope.surgery.report import TRAPS_SIDECAR, TRAPS_TOOL, SurgeryReport
+from tailscope.surgery.traps import TrapRemoval, remove_matrix_traps
 
 
 def remove_traps(src: str | Path, dst: str | Path | None = None, *, seed: int = 0, dry_run: bool = False,

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, require
-from .masks import wanda_mask
+from tailscope.errors import InputError, require
+from tailscope.surgery.masks import wanda_mask
 
 
 def calibration_ids(tokenizer: Any, text: str, context: int) -> Any:

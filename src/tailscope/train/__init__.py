@@ -5,7 +5,7 @@ Needs torch (``pip install 'tailscope[torch]'``); `SpectralProjectionCallback` n
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from tailscope._lazy import lazy_getattr
 
 __all__ = [
     "AlphaLR", "LayerProjection", "ProjectionConfig", "ProjectionStats", "SpectralProjection",

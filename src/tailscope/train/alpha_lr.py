@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import AnalysisConfig
-from ..errors import ConfigError
-from ..fit.powerlaw import fit_power_law
-from .layers import TrainLayer, select_layers
+from tailscope.config import AnalysisConfig
+from tailscope.errors import ConfigError
+from tailscope.fit.powerlaw import fit_power_law
+from tailscope.train.layers import TrainLayer, select_layers
 
 
 def layerwise_param_groups(model: torch.nn.Module, lr: float, *, layers: tuple = (), min_evals: int = 20,

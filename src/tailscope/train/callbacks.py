@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import require
-from .optimizer import ProjectionStats, SpectralProjection
+from tailscope.errors import require
+from tailscope.train.optimizer import ProjectionStats, SpectralProjection
 
 
 def projection_records(stats: ProjectionStats) -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import AnalysisConfig, LayerSelector, _check_int, _check_literal
-from ..errors import ConfigError
+from tailscope.config import AnalysisConfig, LayerSelector, _check_int, _check_literal
+from tailscope.errors import ConfigError
 
 TailChoice = Literal["midpoint", "pl", "detx"]
 MomentsPolicy = Literal["reset", "rescale", "keep"]

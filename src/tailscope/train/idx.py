@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..untrusted.regular_files import open_regular
+from tailscope.errors import InputError
+from tailscope.untrusted.regular_files import open_regular
 
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SPLITS = {"train": "train", "test": "t10k"}

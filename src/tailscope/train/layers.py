@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import AnalysisConfig
-from ..sources.base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE
-from ..sources.torch_reader import module_refs
+from tailscope.config import AnalysisConfig
+from tailscope.sources.base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE
+from tailscope.sources.torch_reader import module_refs
 
 TRAINABLE_KINDS = (KIND_DENSE, KIND_CONV1D, KIND_CONV2D)
 

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .config import ProjectionConfig
-from .layers import TrainLayer, select_layers
-from .projection import choose_tail, nearest_in_window, project_tail, tail_window
+from tailscope.errors import ConfigError
+from tailscope.train.config import ProjectionConfig
+from tailscope.train.layers import TrainLayer, select_layers
+from tailscope.train.projection import choose_tail, nearest_in_window, project_tail, tail_window
 
 FIRST_MOMENTS = ("exp_avg", "momentum_buffer")
 

@@ -51,8 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fit.detx import detx
-from ..fit.powerlaw import PowerLawFit, fit_power_law
+from tailscope.fit.detx import detx
+from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import InputError
-from .regular_files import read_regular
+from tailscope.errors import InputError
+from tailscope.untrusted.regular_files import read_regular
 
 MAX_DEPTH = 64  # real files nest 3-5 levels (a config's rope_scaling, a header's entry)
 MAX_INT_DIGITS = 40  # 2**128 has 39 digits; every real count, size or offset has at most 20

@@ -1,0 +1,1 @@
+"""Compare two or more models layer by layer: the aligned table (`compare`) and its plots."""

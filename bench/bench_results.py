@@ -1,4 +1,4 @@
-"""Cost of durable results (issue 9): MiniLM analyzed plain, with `results=` (hash + fsync per
+"""Cost of durable results: MiniLM analyzed plain, with `results=` (hash + fsync per
 row), and resumed from a complete results file; ratios against the plain run of the same process.
 
     PYTHONPATH=src python bench/bench_results.py

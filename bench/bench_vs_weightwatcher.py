@@ -15,7 +15,7 @@ Cases:
             at a quarter of Mixtral-8x7B's dimensions (H=1024, I=3584, kv=256) so that it runs on a
             laptop; generated once, bf16, Student-t(3)
 
---randomize / --mp-fit turn on those options in both tools (the >= 20x target of issue 8).
+--randomize / --mp-fit turn on those options in both tools (where the speed-up is smallest).
 --base passes a second checkpoint as the base model to weightwatcher (base_model=) and to
 tailscope (base=), which analyze the delta W - W_base: measures time and peak RSS with a base.
 The base is the same checkpoint with every matrix moved by 1% (a Student-t(3) step of 1% of the

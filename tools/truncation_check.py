@@ -1,4 +1,4 @@
-"""Issue 5's criteria 2 and 3 checked without tailscope's smoothing code: truncate with torch alone.
+"""Smoothing's claims (truncation keeps embeddings and perplexity) checked without tailscope's smoothing code: truncate with torch alone.
 
     python tools/truncation_check.py minilm     # cosine of sentence embeddings, MLP matrices at 80/90/95% of the rank
     python tools/truncation_check.py smollm2    # perplexity with the 1 or 6 smallest components of blocks 20-29's MLPs dropped

@@ -15,11 +15,11 @@ __all__ = ["AnalysisConfig", "Description", "Report", "TailscopeError", "analyze
 _LAZY = {
     "analyze": ("tailscope.analysis.pipeline", "analyze"),
     "describe": ("tailscope.analysis.pipeline", "describe"),
-    "analyze_many": ("tailscope.analysis.many", "analyze_many"),  # issue 8: many checkpoints, one table
-    "probe": ("tailscope.probes", "probe"),  # issue 7: activation probes
-    "card": ("tailscope.sources.archcard", "card"),  # issue 4: LLM workflows
+    "analyze_many": ("tailscope.analysis.many", "analyze_many"),  # many checkpoints, one table
+    "probe": ("tailscope.probes", "probe"),  # activation probes
+    "card": ("tailscope.sources.archcard", "card"),  # LLM workflows
     "compare": ("tailscope.comparison.compare", "compare"),
-    "smooth": ("tailscope.smoothing", "smooth"),  # issue 5: SVD smoothing
+    "smooth": ("tailscope.smoothing", "smooth"),  # SVD smoothing
     "prune": ("tailscope.surgery", "prune"),
     "remove_traps": ("tailscope.surgery", "remove_traps"),
     "perplexity": ("tailscope.surgery", "perplexity"),

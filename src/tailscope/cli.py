@@ -51,18 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     _diagnostic_flags(a)
-    # issue 4: LLM workflows
+    # LLM workflows
     a.add_argument("--base", help="base model: analyze W - W_base (or, with --peft, show each base layer's alpha)")
     a.add_argument("--peft", action="store_true", help="PATH is a PEFT LoRA adapter directory")
     a.add_argument("--html", help="also write a self-contained HTML report to this file")
-    # issue 3b: plots
+    # plots
     a.add_argument("--plots", metavar="DIR", help="write PNG figures (per layer and per model) to DIR")
-    # issue 9: durable, resumable results
+    # durable, resumable results
     a.add_argument("--results", help="append each finished row (fsync'ed) to this .jsonl file, or to one file per model in "
                    "this directory; a rerun with the same path reuses the rows already there")
     _executor_flags(a)
     a.set_defaults(run=_run_analyze)
-    # issue 8: many checkpoints into one table
+    # many checkpoints into one table
     m = sub.add_parser("analyze-many", help="analyze every model listed in a text file into one table with a `model` column")
     m.add_argument("list", help="text file: one model path a line ('#' comments; relative to the file)")
     m.add_argument("--layers", type=_layers, default=(), help="as for analyze")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("describe", help="list every matrix found, without computing spectra")
     _common(d)
     d.set_defaults(run=_run_describe)
-    # issue 4: compare and report
+    # compare and report
     c = sub.add_parser("compare", help="summary metrics side by side and alpha-vs-alpha plots of two or more models")
     c.add_argument("paths", nargs="+", help="two or more models")
     c.add_argument("--names", type=lambda t: [s.strip() for s in t.split(",")], help="comma-separated labels")
@@ -96,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     r.set_defaults(run=_run_report)
-    from tailscope.probes.cli import add_parser as add_probe_parser  # issue 7: activation probes
+    from tailscope.probes.cli import add_parser as add_probe_parser  # activation probes
 
     add_probe_parser(sub)
-    from tailscope.smoothing.cli import add_parser as add_smooth_parser  # issue 5: SVD smoothing
+    from tailscope.smoothing.cli import add_parser as add_smooth_parser  # SVD smoothing
 
     add_smooth_parser(sub, _layers)
     from tailscope.surgery.cli import add_parsers as add_surgery_parsers
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # issue 3: diagnostics
+def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # diagnostics
     g = a.add_argument_group("diagnostics (each adds columns)")
     g.add_argument("--fix-fingers", nargs="?", const="clip_xmax", default=None, choices=("clip_xmax", "dragon_kings"),
                    help="refit without the top outlier eigenvalues (weightwatcher's clip_xmax): raw_alpha, num_fingers")
@@ -122,7 +122,7 @@ def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # issue 3: diagnosti
     g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap CI (default 0.95)")
 
 
-def _executor_flags(p: argparse.ArgumentParser) -> None:  # issue 8: performance and scale
+def _executor_flags(p: argparse.ArgumentParser) -> None:  # performance and scale
     g = p.add_argument_group("execution")
     g.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
                    help="serial (default), a local process pool, or Ray; parallel ones read each tensor in the worker")
@@ -132,7 +132,7 @@ def _executor_flags(p: argparse.ArgumentParser) -> None:  # issue 8: performance
                    "(in this or any model analyzed with the same cache) is not computed again")
 
 
-def _executor_options(args: argparse.Namespace) -> dict[str, Any]:  # issue 8
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(executor=args.executor, workers=args.workers, address=args.address, cache=args.cache)
 
 
@@ -150,7 +150,7 @@ def check_outputs(out: str | None = None, html: str | None = None, plots: str | 
         check_directory(plots, "plots")
 
 
-def _run_analyze_many(args: argparse.Namespace) -> int:  # issue 8
+def _run_analyze_many(args: argparse.Namespace) -> int:
     from tailscope.analysis.many import analyze_many, read_list
     from tailscope.report.table import write_table
 
@@ -183,14 +183,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
                      progress=not args.quiet, plot_dir=args.plots, results=args.results, **_options(args),
                      **_diagnostic_options(args), **_executor_options(args))
     print(report.to_text())
-    if args.plots:  # issue 3b
+    if args.plots:
         print(f"plots in {args.plots}")
-    if report.results_file:  # issue 9
+    if report.results_file:
         new = len(report.details) - report.reused
         print(f"results: {report.results_file} ({report.reused} rows reused, {new} new)", file=sys.stderr)
     if args.out:
         print(f"wrote {report.save(args.out)}")
-    if args.html:  # issue 4
+    if args.html:
         from tailscope.report.html import write_html
 
         print(f"wrote {write_html(report, args.html, model=args.path)}")
@@ -208,7 +208,7 @@ def _run_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_compare(args: argparse.Namespace) -> int:  # issue 4
+def _run_compare(args: argparse.Namespace) -> int:
     from tailscope.comparison.compare import compare
     from tailscope.report.table import write_table
 
@@ -227,7 +227,7 @@ def _run_compare(args: argparse.Namespace) -> int:  # issue 4
     return 0
 
 
-def _run_report(args: argparse.Namespace) -> int:  # issue 4
+def _run_report(args: argparse.Namespace) -> int:
     from tailscope.report.html import write_html
     from tailscope.analysis.pipeline import analyze
 

@@ -17,10 +17,10 @@ from tailscope.errors import ConfigError
 
 Device = Literal["cpu", "cuda", "auto"]
 Conv2dMode = Literal["slices", "unfold"]
-FixFingers = Literal["clip_xmax", "dragon_kings"]  # issue 3
-FitKind = Literal["PL", "TPL"]  # issue 3
-SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]  # issue 5
-Executor = Literal["serial", "process", "ray"]  # issue 8
+FixFingers = Literal["clip_xmax", "dragon_kings"]
+FitKind = Literal["PL", "TPL"]
+SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]
+Executor = Literal["serial", "process", "ray"]
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -29,7 +29,7 @@ ROLES: tuple[str, ...] = (
 )
 
 LayerSelector = int | str
-DEFAULT_PLOT_DIR = "./tailscope-plots"  # issue 3b
+DEFAULT_PLOT_DIR = "./tailscope-plots"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class AnalysisConfig:
         evals_thresh: only eigenvalues above this enter the power-law fit.
         tolerance: eigenvalues below this count in weak_rank_loss.
         inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
-            W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
+            W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True``.
         fix_fingers: ``"clip_xmax"`` refits with up to `max_fingers` - 1 top eigenvalues removed
             (weightwatcher's rule, see `tailscope.fit.fingers`); adds raw_alpha, num_fingers.
             ``"dragon_kings"`` (ours) also removes the top eigenvalues the Dragon-King test flags.
@@ -80,10 +80,10 @@ class AnalysisConfig:
         plot_dir: where the PNGs go; setting it turns `plot` on. Default ``./tailscope-plots``.
         smooth_method: how `smooth` chooses the components to keep (see tailscope.smooth).
         smooth_percent: fraction of the rank that ``smooth_method="svd"`` keeps, in (0, 1].
-        results: durable results (issue 9): a ``.jsonl`` file, or a directory holding one such
+        results: durable results: a ``.jsonl`` file, or a directory holding one such
             file per model. Each finished row is appended and fsync'ed; a rerun with the same
             path reuses the rows already there (same tensor name, content and row options).
-        cache: a directory shared by many models (issue 8): rows are keyed by tensor content and
+        cache: a directory shared by many models: rows are keyed by tensor content and
             row options only, not by name, so a tensor met again (an unchanged model, or the
             matrices a merged or fine-tuned model shares with its base) is computed once.
         executor: ``"serial"`` (one process, reading overlapped with computing), ``"process"``
@@ -106,7 +106,7 @@ class AnalysisConfig:
     tolerance: float = 1e-6
     progress: bool = True
     inverse: bool = False
-    # issue 3: diagnostics (each adds its columns only when on)
+    # diagnostics (each adds its columns only when on)
     fix_fingers: FixFingers | None = None
     max_fingers: int = 10
     detx: bool = False
@@ -116,18 +116,18 @@ class AnalysisConfig:
     dragon_kings: bool = False
     bootstrap: int = 0
     confidence: float = 0.95
-    # issue 4: LLM workflows
+    # LLM workflows
     peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
-    # issue 3b: plots
+    # plots
     plot: bool = False
     plot_dir: str | None = None
-    # issue 5: SVD smoothing (tailscope.smooth)
+    # SVD smoothing (tailscope.smooth)
     smooth_method: SmoothMethod = "detx"
     smooth_percent: float = 0.8
-    # issue 9: durable, resumable results
+    # durable, resumable results
     results: str | os.PathLike | None = None
-    cache: str | os.PathLike | None = None  # issue 8: content-addressed rows shared across models
-    # issue 8: performance and scale
+    cache: str | os.PathLike | None = None  # content-addressed rows shared across models
+    # performance and scale
     executor: Executor = "serial"
     workers: int = 0
     address: str | None = None
@@ -146,18 +146,18 @@ class AnalysisConfig:
         _check_int("seed", self.seed, minimum=0)
         _check_literal("conv2d", self.conv2d, Conv2dMode)
         _check_literal("device", self.device, Device)
-        if not isinstance(self.peft, bool):  # issue 4
+        if not isinstance(self.peft, bool):
             raise ConfigError(f"Expected argument `peft` to be a bool, but got {self.peft!r}")
         for name in ("evals_thresh", "tolerance"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Expected argument `{name}` to be a float >= 0, but got {value!r}")
         self._check_diagnostics()
-        _check_literal("smooth_method", self.smooth_method, SmoothMethod)  # issue 5
+        _check_literal("smooth_method", self.smooth_method, SmoothMethod)
         p = self.smooth_percent
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
             raise ConfigError(f"Expected argument `percent` (smooth_percent) to be a float in (0, 1], but got {p!r}")
-        _check_literal("executor", self.executor, Executor)  # issue 8
+        _check_literal("executor", self.executor, Executor)
         _check_int("workers", self.workers, minimum=0)
         if self.address is not None and not isinstance(self.address, str):
             raise ConfigError(f"Expected argument `address` to be a string like 'ray://host:10001', but got {self.address!r}")
@@ -165,10 +165,10 @@ class AnalysisConfig:
             raise ConfigError(
                 f"Expected `min_evals` <= `max_evals`, but got {self.min_evals} > {self.max_evals}"
             )
-        _check_results(self.results)  # issue 9
-        _check_cache(self.cache, self.results)  # issue 8
+        _check_results(self.results)
+        _check_cache(self.cache, self.results)
         object.__setattr__(self, "_compiled", tuple(_compile(s) for s in self.layers))
-        # issue 3b: plots
+        # plots
         if not isinstance(self.plot, bool):
             raise ConfigError(f"Expected argument `plot` to be a bool, but got {self.plot!r}")
         if self.plot_dir is not None:
@@ -179,12 +179,12 @@ class AnalysisConfig:
 
     @property
     def plot_target(self) -> str | None:
-        """Directory of the PNGs, or None when no plot is asked for (issue 3b)."""
+        """Directory of the PNGs, or None when no plot is asked for."""
         if not self.plot:
             return None
         return self.plot_dir if self.plot_dir is not None else DEFAULT_PLOT_DIR
 
-    def _check_diagnostics(self) -> None:  # issue 3
+    def _check_diagnostics(self) -> None:
         if self.fix_fingers is not None:
             _check_literal("fix_fingers", self.fix_fingers, FixFingers)
         _check_int("max_fingers", self.max_fingers, minimum=1)
@@ -265,7 +265,7 @@ def _check_literal(name: str, value: Any, kind: Any) -> None:
 
 
 def _check_results(value: Any) -> None:
-    """issue 9: a .jsonl file that is not a directory, or a directory (created on first use)."""
+    """A .jsonl file that is not a directory, or a directory (created on first use)."""
     if value is None:
         return
     if not isinstance(value, (str, os.PathLike)) or not str(value):
@@ -279,7 +279,7 @@ def _check_results(value: Any) -> None:
 
 
 def _check_cache(value: Any, results: Any) -> None:
-    """issue 8: a directory (created on first use); one of `cache` and `results`."""
+    """A directory (created on first use); one of `cache` and `results`."""
     if value is None:
         return
     if not isinstance(value, (str, os.PathLike)) or not str(value):

@@ -1,4 +1,4 @@
-"""The content cache (issue 8): a tensor seen before, under any name and in any model, is not computed again."""
+"""The content cache: a tensor seen before, under any name and in any model, is not computed again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mixture of experts (issue 4): one row per expert matrix in both Mixtral layouts, and the
+"""Mixture of experts: one row per expert matrix in both Mixtral layouts, and the
 per-layer expert summary."""
 
 from __future__ import annotations

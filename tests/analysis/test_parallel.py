@@ -1,4 +1,4 @@
-"""Parallel executors (issue 8): the process pool and Ray give the serial rows; analyze-many."""
+"""Parallel executors: the process pool and Ray give the serial rows; analyze-many."""
 
 from __future__ import annotations
 

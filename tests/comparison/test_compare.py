@@ -1,4 +1,4 @@
-"""compare (issue 4): side-by-side summary, name-matched alphas and the two PNG plots."""
+"""compare: side-by-side summary, name-matched alphas and the two PNG plots."""
 
 from __future__ import annotations
 

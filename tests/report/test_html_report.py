@@ -1,4 +1,4 @@
-"""HTML report (issue 4): one self-contained file, checked in a real headless Chromium: the page
+"""HTML report: one self-contained file, checked in a real headless Chromium: the page
 loads offline, a click on the alpha header sorts the table, and a screenshot is taken."""
 
 from __future__ import annotations

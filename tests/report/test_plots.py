@@ -1,4 +1,4 @@
-"""Plots (issue 3): every figure renders for MiniLM and SmolLM2 without warnings into non-trivial
+"""Plots: every figure renders for MiniLM and SmolLM2 without warnings into non-trivial
 PNGs; each plot function works alone (ax=None) and into a given Axes; the D-versus-xmin curve is
 the fit's own scan (checked against a direct KS computation); saving never touches pyplot."""
 

@@ -1,4 +1,4 @@
-"""Durable results (issue 9): rows survive a SIGKILL, resume gives the same table, and concurrent
+"""Durable results: rows survive a SIGKILL, resume gives the same table, and concurrent
 runs on different models never mix their rows."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Diagnostics of issue 3 against oracles with a known answer (synthetic spectra and matrices,
+"""The optional diagnostic columns against oracles with a known answer (synthetic spectra and matrices,
 closed forms, the `powerlaw` package). weightwatcher parity is in test_diagnostics_ww.py."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Architecture card (issue 4): published Mistral-7B / Mixtral-8x7B configs, config-only
+"""Architecture card: published Mistral-7B / Mixtral-8x7B configs, config-only
 directories, and the closed-form count checked against the weights of tiny checkpoints."""
 
 from __future__ import annotations

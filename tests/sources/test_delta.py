@@ -1,4 +1,4 @@
-"""Fine-tune deltas (issue 4): the delta of a model with itself plus a known low-rank
+"""Fine-tune deltas: the delta of a model with itself plus a known low-rank
 perturbation has exactly that perturbation's spectrum; mismatches are clear errors."""
 
 from __future__ import annotations

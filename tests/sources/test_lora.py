@@ -1,4 +1,4 @@
-"""LoRA adapters (issue 4): a PEFT adapter built with the `peft` package on a tiny Mistral gives one
+"""LoRA adapters: a PEFT adapter built with the `peft` package on a tiny Mistral gives one
 lora_BA row per adapted module whose eigenvalues equal those of peft's own dense update."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Eigenvalue routes (issue 8) against an independent oracle, the fp64 SVD, on real layers.
+"""Eigenvalue routes against an independent oracle, the fp64 SVD, on real layers.
 
 For every MiniLM matrix and a spread sample of SmolLM2's (the GGUF dequantized): the top-50
 eigenvalues of each route agree with the squared fp64 singular values to 1e-4 relative, and the

@@ -1,4 +1,4 @@
-"""Hostile files (issue 9): mutated safetensors/GGUF files give a result or one clean
+"""Hostile files: mutated safetensors/GGUF files give a result or one clean
 TailscopeError, never another exception, a hang or a memory blow-up; each malformation named in
 the issue gives a one-line CLI error naming the file and the problem, exit code 2."""
 

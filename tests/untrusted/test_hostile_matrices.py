@@ -1,4 +1,4 @@
-"""Numerically hostile matrices (issue 9): each gives a row with a status and a reason, or is
+"""Numerically hostile matrices: each gives a row with a status and a reason, or is
 skipped with a reason, and the healthy matrices analyzed with them are unaffected."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Never unpickle (issue 9): the only pickle reader in src/ is torch.load(weights_only=True); a
+"""Never unpickle: the only pickle reader in src/ is torch.load(weights_only=True); a
 scan of the source's syntax trees keeps it so, and a planted torch checkpoint whose object would
 create a file on load is refused without the file appearing."""
 

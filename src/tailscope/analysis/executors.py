@@ -138,7 +138,7 @@ def run_serial(
                 if not pinned:  # one BLAS thread per compute thread while pooled work runs
                     blas_pin.enter_context(one_blas_thread())
                     pinned = True
-                nbytes = int(getattr(array, "nbytes", 0))  # a LoRA pair (issue 4) is small by construction
+                nbytes = int(getattr(array, "nbytes", 0))  # a LoRA pair is small by construction
                 pending.append((ref, key, pool.submit(analyze_matrix, ref, array, config, device), nbytes))
                 held += nbytes
             else:

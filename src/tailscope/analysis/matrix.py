@@ -69,7 +69,7 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     """One details row. Numerical trouble gives a 'failed' row with a reason, never an exception."""
     row = base_columns(ref, config)
     try:
-        if ref.kind == KIND_LOWRANK:  # issue 4: LoRA update from its factors, never dense
+        if ref.kind == KIND_LOWRANK:  # LoRA update from its factors, never dense
             mats = []  # so no randomize columns: shuffling would need the dense update
             spec = lowrank_spectrum(array.a, array.b, array.scale, row["N"], row["M"])
         else:
@@ -85,7 +85,7 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
     fit, finger_columns = primary_fit(spec.evals, config)
     row.update(spectrum_columns(spec, fit, config.tolerance), **finger_columns)
     row.update(optional_columns(mats, spec, fit, row, config, device))
-    if config.plot_target:  # issue 3b: the spectrum and fit flow on, into the plot files
+    if config.plot_target:  # the spectrum and fit flow on, into the plot files
         plot_layer(row, mats, spec, fit, config, device)
     return row
 
@@ -93,7 +93,7 @@ def analyze_matrix(ref: MatrixRef, array: np.ndarray, config: AnalysisConfig, de
 def plot_layer(
     row: dict[str, Any], mats: list[np.ndarray], spec: Spectrum, fit: PowerLawFit, config: AnalysisConfig, device: str
 ) -> None:
-    """Per-layer PNGs; the detX line with `detx`, the randomized ESD with `randomize` (issue 3b).
+    """Per-layer PNGs; the detX line with `detx`, the randomized ESD with `randomize`.
 
     The shuffled spectrum is recomputed here with the same seed as its columns (same values):
     plotting is the slow, optional path, so the column path stays free of it.

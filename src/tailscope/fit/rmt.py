@@ -43,7 +43,7 @@ def bulk_edge(N: int, M: int, sigma2: float) -> float:
     return sigma2 * (np.sqrt(N) + np.sqrt(M)) ** 2
 
 
-# issue 3: randomization (correlation traps) -------------------------------------------------
+# randomization (correlation traps) -------------------------------------------------
 
 TRAP_TW_UNITS = 4.0  # a shuffled eigenvalue this many Tracy-Widom widths beyond the edge is a trap
 TRAP_RELATIVE_FLOOR = 1e-10  # eigenvalues below this fraction of the largest are round-off

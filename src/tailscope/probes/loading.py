@@ -27,7 +27,7 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
         tok = _tokenizer(tokenizer) if tokenizer else load_tokenizer(path)
     elif path.is_dir():
         transformers = require("transformers", "probe")
-        _check_config_json(path)  # issue 9
+        _check_config_json(path)
         dtype = torch.float32 if device == "cpu" else "auto"
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=False)
         tok = _tokenizer(tokenizer or path)
@@ -37,7 +37,7 @@ def load_for_probe(path: str | Path, *, device: str = "cpu", tokenizer: str | Pa
 
 
 def _check_config_json(model_dir: Path) -> None:
-    """issue 9: a config.json that is not a JSON object is named here, not deep in transformers."""
+    """A config.json that is not a JSON object is named here, not deep in transformers."""
     from tailscope.untrusted.json_loader import MAX_CONFIG_BYTES, read_json_file
 
     config = model_dir / "config.json"

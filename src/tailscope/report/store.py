@@ -257,7 +257,7 @@ def _cut_torn_tail(fd: int) -> None:
 
 
 class ContentCache(ResultStore):
-    """A store keyed by content and options only: one file shared by every model (issue 8).
+    """A store keyed by content and options only: one file shared by every model.
 
     Rows are reused across names: the stored row's numbers with this run's name and position
     columns, which is exact, since equal values give the same spectrum.

@@ -18,7 +18,7 @@ from tailscope.report.printing import printable_frame
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")
 TERMINAL_COLUMNS = (
     "layer_id", "name", "role", "layer", "shape", "alpha", "base_alpha", "D", "xmin", "num_pl_spikes", "lambda_max",
-    # issue 3: shown when their option is on
+    # shown when their option is on
     "raw_alpha", "num_fingers", "alpha_lo", "alpha_hi", "dk_pvalue", "detX_num", "num_spikes",
     "rand_distance", "num_traps", "tpl_alpha", "p_pl_tpl", "warning",
 )
@@ -64,7 +64,7 @@ class Report:
     source: str = ""
     config: Any = None
     skipped: list[tuple[Any, str]] = field(default_factory=list, repr=False)
-    # issue 9: the durable results file of this run and how many rows were reused from it
+    # the durable results file of this run and how many rows were reused from it
     results_file: str | None = None
     reused: int = 0
 
@@ -92,7 +92,7 @@ class Report:
 
     @property
     def experts(self) -> pd.DataFrame:
-        """Mixture-of-experts summary per (layer, role); empty for a dense model (issue 4)."""
+        """Mixture-of-experts summary per (layer, role); empty for a dense model."""
         from tailscope.report.experts import expert_summary
 
         return expert_summary(self.details, self.skipped)
@@ -110,7 +110,7 @@ class Report:
         lines += [f"  {k:<20} {v:.4g}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in self.summary.items()]
         if self.skipped:
             lines.append("  skipped: " + printable(", ".join(f"{n} {r}" for r, n in sorted(self.skip_counts.items()))))
-        experts = self.experts  # issue 4: mixture-of-experts summary
+        experts = self.experts  # mixture-of-experts summary
         if not experts.empty:
             from tailscope.report.experts import experts_text
 
@@ -133,7 +133,7 @@ class Description:
     details: pd.DataFrame
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
-    card: Any = None  # issue 4: ArchitectureCard from config.json / GGUF metadata, or None
+    card: Any = None  # ArchitectureCard from config.json / GGUF metadata, or None
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], **kwargs: Any) -> "Description":

@@ -1,4 +1,4 @@
-"""Optional diagnostic columns of a row (issue 3): each option of `AnalysisConfig` adds its
+"""Optional diagnostic columns of a row: each option of `AnalysisConfig` adds its
 columns, and only when it is on.
 
     fix_fingers='clip_xmax'  raw_alpha, num_fingers (alpha, xmin, ... are then the clipped fit's);

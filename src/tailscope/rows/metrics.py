@@ -27,7 +27,7 @@ COLUMNS = (
     "log_alpha_norm", "stable_rank", "entropy", "matrix_rank", "rank_loss", "weak_rank_loss",
     "has_esd", "status", "warning", "reason",
 )
-# issue 3: diagnostic columns (present only when their option is on), ordered after the fit
+# diagnostic columns (present only when their option is on), ordered after the fit
 # columns and before has_esd/status
 DIAGNOSTIC_COLUMNS = (
     "raw_alpha", "num_fingers", "alpha_lo", "alpha_hi", "dk_pvalue", "dk_count",

@@ -239,7 +239,7 @@ def card(path: str | Path) -> ArchitectureCard:
 
 
 def model_card(model: Any) -> Any:
-    """The architecture card of a path with a config.json or GGUF metadata, else None (issue 4)."""
+    """The architecture card of a path with a config.json or GGUF metadata, else None."""
     if not isinstance(model, (str, Path)):
         return None
     p = Path(model)

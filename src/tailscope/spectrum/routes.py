@@ -5,7 +5,7 @@ SYRK each (so a bf16/fp32 matrix is never copied whole to float64), then the sym
 divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher gets from a full
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
-fp32 Gram (issue 8, chosen by measurement, `python bench/bench_routes.py`, 2 cores, quiet, 13:15
+fp32 Gram (chosen by measurement, `python bench/bench_routes.py`, 2 cores, quiet, 13:15
 UTC 2026-11-30): for a matrix stored in 32 bits or fewer (every checkpoint format: bf16, fp16,
 fp32, dequantized GGUF) with M >= FP32_MIN_M and N >= FP32_MIN_Q * M, the Gram matrix is computed
 by SSYRK and solved by ssyevd, eigenvalues promoted to float64:

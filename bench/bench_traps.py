@@ -1,4 +1,4 @@
-"""The planted correlation-trap checks at full size (tests/test_traps.py runs smaller ones).
+"""The planted correlation-trap checks at full size (tests/surgery/test_traps.py runs smaller ones).
 
     PYTHONPATH=src python bench/bench_traps.py [--n 1000] [--shape 500x250]
 

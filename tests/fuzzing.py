@@ -209,7 +209,7 @@ def edit_header(data: bytes, edits: list[tuple], fix_length: bool = True) -> byt
 
 
 # -- structural generators: JSON, tensor tables and patterns built piece by piece ------------------
-# (tests/test_fuzz_inputs.py). Byte mutations above rarely produce a well-formed file with one
+# (tests/untrusted/test_fuzz_inputs.py). Byte mutations above rarely produce a well-formed file with one
 # hostile value inside; these build valid structures and put hostile values exactly where a reader
 # expects a number, a mapping, a name or a shape.
 

@@ -4,7 +4,7 @@
     python tools/truncation_check.py smollm2    # perplexity with the 1 or 6 smallest components of blocks 20-29's MLPs dropped
 
 The models come from the PyPI wheels (tools/fetch_models.py); the sentences, prompts and text are
-those of tests/test_smooth.py. Only loading uses tailscope (the GGUF -> transformers loader).
+those of tests/smoothing/test_smooth.py. Only loading uses tailscope (the GGUF -> transformers loader).
 """
 
 from __future__ import annotations

@@ -30,14 +30,15 @@ def _layers(text: str) -> tuple[int | str, ...]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="safetensors file or directory, GGUF file, or .bin/.pt state dict")
     p.add_argument("--layers", type=_layers, default=(), help="comma-separated ids (negative drops), roles or name regexes; prefix - to drop")
-    p.add_argument("--min-evals", type=int, default=8)
-    p.add_argument("--max-evals", type=int, default=15000)
+    p.add_argument("--min-evals", type=int, default=8, help="skip matrices with fewer eigenvalues (min(N, M)) than this")
+    p.add_argument("--max-evals", type=int, default=15000, help="skip matrices with more eigenvalues than this")
     p.add_argument("--max-n", type=int, default=AnalysisConfig.max_n, help="skip matrices whose long side is larger")
     p.add_argument("--max-elements", type=int, default=AnalysisConfig.max_elements,
                    help="skip matrices holding more values once decoded (default 2^29)")
     p.add_argument("--max-refs", type=int, default=AnalysisConfig.max_refs,
                    help="refuse a model listing more matrices, experts counted one by one (default 200000)")
-    p.add_argument("--conv2d", choices=("slices", "unfold"), default="slices")
+    p.add_argument("--conv2d", choices=("slices", "unfold"), default="slices",
+                   help="Conv2D kernels as one matrix per kernel position (weightwatcher's way) or unfolded to one")
     p.add_argument("--out", "-o", help="write the full table (.csv, .json or .parquet)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -47,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="per-layer alpha and spectral metrics")
     _common(a)
-    a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where eigenvalues are computed (cuda: the torch route)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the randomization shuffles and the bootstrap")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     _diagnostic_flags(a)
     # LLM workflows
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("analyze-many", help="analyze every model listed in a text file into one table with a `model` column")
     m.add_argument("list", help="text file: one model path a line ('#' comments; relative to the file)")
     m.add_argument("--layers", type=_layers, default=(), help="as for analyze")
-    m.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    m.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where eigenvalues are computed")
     m.add_argument("--out", "-o", help="write the table (.csv, .json or .parquet)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction, layers_type) -> None:  # noqa: A
     p.add_argument("path", metavar="SRC", help="safetensors file or directory (sharded or not), or a dense GGUF file")
     p.add_argument("--out", "-o", metavar="DST", help="new directory for the smoothed checkpoint")
     p.add_argument("--layers", type=layers_type, default=(), help="comma-separated ids (negative drops), roles or name regexes; prefix - to drop")
-    p.add_argument("--method", choices=("detx", "rmt", "svd", "alpha_min", "sharpen"), default="detx")
+    p.add_argument("--method", choices=("detx", "rmt", "svd", "alpha_min", "sharpen"), default="detx",
+                   help="which components to keep (see the smoothing docs page)")
     p.add_argument("--percent", type=float, default=0.8, help="fraction of the rank kept by --method svd (default 0.8)")
     p.add_argument("--dry-run", action="store_true", help="print what would be kept; write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists and is not empty")

@@ -7,7 +7,7 @@ Q4_1 matrices (106M values) 0.28 s; here 0.018 s and 0.145 s (`python
 bench/bench_gguf_dequant.py`). Each nibble plane is one masked multiply, the integer -> float32
 cast done inside the ufunc and written straight into the output, a chunk of blocks at a time.
 The arithmetic is the package's, in the same order (d * q, then + m), so the values are the
-same bits; tests/test_gguf_quants.py checks that on random blocks, NaN/Inf scales included.
+same bits; tests/sources/test_gguf_quants.py checks that on random blocks, NaN/Inf scales included.
 
 Block layouts (ggml-common.h; 32 values per block, fp16 scales first):
   Q8_0  d, int8 q[32]:           x[j] = d * q[j]

@@ -12,8 +12,10 @@ def add_parsers(sub: argparse._SubParsersAction, layers_type: Any) -> None:
     p = sub.add_parser("prune", help="alpha-allocated (AlphaPruning) or uniform unstructured pruning into a new checkpoint")
     _source(p, layers_type)
     p.add_argument("--sparsity", type=float, required=True, help="target fraction of the prunable parameters set to zero, in (0, 1)")
-    p.add_argument("--allocation", choices=("alpha", "uniform", "farms"), default="alpha")
-    p.add_argument("--method", choices=("magnitude", "wanda"), default="magnitude")
+    p.add_argument("--allocation", choices=("alpha", "uniform", "farms"), default="alpha",
+                   help="per-layer sparsity from alpha (AlphaPruning), the same everywhere, or from FARMS alpha")
+    p.add_argument("--method", choices=("magnitude", "wanda"), default="magnitude",
+                   help="score pruned by: |W|, or |W| x input-activation norm on the calibration text")
     p.add_argument("--by", choices=("block", "matrix"), default="block", help="map each block's mean alpha (default) or each matrix's")
     p.add_argument("--epsilon", type=float, default=0.3, help="sparsities span [1-eps, 1+eps] x target before rescaling (default 0.3)")
     p.add_argument("--metric", default="alpha", help="analysis column mapped by --allocation alpha (default alpha)")
@@ -27,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction, layers_type: Any) -> None:
     q.add_argument("path", metavar="MODEL", help="Hugging Face model directory or .gguf file")
     q.add_argument("--text", type=Path, help="UTF-8 text file (default: the bundled public-domain held-out text)")
     q.add_argument("--context", type=int, default=512, help="tokens per window (default 512)")
-    q.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    q.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where the model runs")
     q.add_argument("--debug", action="store_true", help="show tracebacks")
     q.set_defaults(run=_run_perplexity)
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_vs_weightwatcher import MISTRAL_LAYER, mistral2_path  # noqa: E402
 from timing import best_of  # noqa: E402
 
+
 def quarter_path(layers: int = 2) -> Path:
     """Two Mistral-shaped layers at a quarter of each dimension, bf16, generated once."""
     return mistral2_path(layers, div=4)

@@ -13,6 +13,7 @@ import argparse
 import torch
 
 from tailscope.train import SpectralProjection
+
 from timing import best_of  # bench/, the script's own folder
 
 

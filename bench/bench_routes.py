@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tailscope.spectrum.routes import gram_eigenvalues  # noqa: E402
+
 from timing import best_of  # noqa: E402
 
 DEFAULT_SHAPES = "192x576,384x1536,576x1536,1024x3584,1024x4096,4096x4096,4096x14336"

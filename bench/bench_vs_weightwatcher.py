@@ -109,8 +109,8 @@ def gguf_state_dict(path: str) -> dict:
     """The GGUF's analyzable matrices dequantized to float32 torch tensors, keyed by tailscope's names."""
     import torch
 
-    from tailscope.config import AnalysisConfig
     from tailscope.analysis.matrix import plan
+    from tailscope.config import AnalysisConfig
     from tailscope.sources import open_source
 
     refs = plan(open_source(path), AnalysisConfig())[0]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # The start of a `python -c` script that samples the process's anonymous RSS (RssAnon: not the
 # file-backed mmap pages the kernel can drop) every 20 ms into `peak`; `rss_anon()` reads it now.
 RSS_SAMPLER = r"""

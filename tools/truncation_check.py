@@ -56,8 +56,9 @@ def minilm() -> None:
 
 
 def smollm2() -> None:
-    from smollm_shared import gguf_tokenizer
     from tailscope.sources.gguf_hf import load_hf_causal_lm
+
+    from smollm_shared import gguf_tokenizer
 
     path = fetch_models.fetch("smollm2")
     base = load_hf_causal_lm(path).eval()

@@ -10,8 +10,6 @@ import tailscope
 from tailscope.cli import main
 
 
-
-
 @pytest.fixture(scope="module")
 def reports(tiny_mixtral_dir, tiny_mixtral_fused_dir):
     return {
@@ -84,9 +82,8 @@ def test_cli_prints_expert_summary(tiny_mixtral_fused_dir, capsys):
 
 def test_gguf_experts_and_card(tiny_mixtral_fused_dir, reports, tmp_path):
     """The same tiny Mixtral written as GGUF (stacked ffn_*_exps): same per-expert alphas, same card."""
-    from transformers import MixtralForCausalLM
-
     from test_gguf_hf import write_gguf
+    from transformers import MixtralForCausalLM
 
     path = write_gguf(tmp_path / "mixtral.gguf", MixtralForCausalLM.from_pretrained(tiny_mixtral_fused_dir))
     rep = tailscope.analyze(path, progress=False)

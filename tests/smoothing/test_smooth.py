@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import planted_matrix
-
 import tailscope
 from tailscope.cli import main
 from tailscope.errors import ConfigError, InputError, OutputError
 from tailscope.smoothing import SIDECAR
 from tailscope.smoothing.methods import smooth_matrix
+
+from conftest import planted_matrix
 
 torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -178,8 +178,9 @@ def test_methods_match_weightwatcher_svdsmoothing():
 
 @pytest.fixture(scope="module")
 def sharded_bf16_dir(tmp_path_factory):
-    from conftest import tiny_mistral_config
     from transformers import MistralForCausalLM
+
+    from conftest import tiny_mistral_config
 
     torch.manual_seed(0)
     model = MistralForCausalLM(tiny_mistral_config()).to(torch.bfloat16)

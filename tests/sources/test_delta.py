@@ -52,8 +52,8 @@ def test_delta_eigenvalues_exactly(pair):
     """All eigenvalues of the streamed delta, not only the summary columns."""
     from tailscope.sources import open_source
     from tailscope.sources.delta import delta_source
-    from tailscope.spectrum.routes import compute_spectrum
     from tailscope.spectrum.matrices import to_matrices
+    from tailscope.spectrum.routes import compute_spectrum
 
     ft, base = pair
     src = open_source(ft)

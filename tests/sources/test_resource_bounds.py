@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import hostile_files as hf
 import tailscope
 from tailscope.config import AnalysisConfig
 from tailscope.errors import ConfigError, InputError
 from tailscope.sources import refs as refs_module
 from tailscope.sources.float8 import float8_to_float32, float32_to_float8
+
+import hostile_files as hf
 
 # -- per-matrix elements -------------------------------------------------------------------------
 
@@ -47,6 +48,7 @@ def test_max_elements_is_an_option_and_a_flag(tmp_path, capsys):
     with pytest.raises(ConfigError, match="max_elements"):
         AnalysisConfig(max_elements=0)
     from safetensors.numpy import save_file
+
     from tailscope.cli import main
 
     save_file({k: v.astype(np.float32) for k, v in state.items()}, str(tmp_path / "m.safetensors"))

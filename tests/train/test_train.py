@@ -17,11 +17,17 @@ from hypothesis import strategies as st
 from tailscope.errors import ConfigError, InputError
 from tailscope.fit.powerlaw import fit_power_law
 from tailscope.train import (
-    AlphaLR, ProjectionConfig, SpectralProjection, SpectralProjectionCallback, layer_alphas,
-    layerwise_param_groups, load_mnist, log_projection, read_idx,
+    AlphaLR,
+    ProjectionConfig,
+    SpectralProjection,
+    SpectralProjectionCallback,
+    layer_alphas,
+    layerwise_param_groups,
+    load_mnist,
+    log_projection,
+    read_idx,
 )
 from tailscope.train.projection import nearest_in_window, project_tail, tail_window, target_logs
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

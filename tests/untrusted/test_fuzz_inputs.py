@@ -26,15 +26,32 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import tailscope
-from fuzzing import (
-    CASE_SECONDS, CATASTROPHIC, MAX_RSS_GROWTH_MB, Obj, Raw, field_values, index_files, gguf_files, json_values,
-    module_texts, pattern_texts, rarely, rss_mb, safetensors_files, supported_patterns, tensor_names, time_limit, to_json,
-    torch_tables,
-)
 from tailscope.cli import main
 from tailscope.errors import InputError
 from tailscope.sources.peft_patterns import CompiledKey, PatternError, _Budget
 from tailscope.untrusted.json_loader import MAX_DEPTH, parse_json
+
+from fuzzing import (
+    CASE_SECONDS,
+    CATASTROPHIC,
+    MAX_RSS_GROWTH_MB,
+    Obj,
+    Raw,
+    field_values,
+    gguf_files,
+    index_files,
+    json_values,
+    module_texts,
+    pattern_texts,
+    rarely,
+    rss_mb,
+    safetensors_files,
+    supported_patterns,
+    tensor_names,
+    time_limit,
+    to_json,
+    torch_tables,
+)
 
 SCALE = float(os.environ.get("TAILSCOPE_FUZZ_SCALE", "1"))
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import tailscope
-from fuzzing import safetensors_bytes
 from tailscope.errors import InputError
+
+from fuzzing import safetensors_bytes
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 ST_SEED = safetensors_bytes()

@@ -16,9 +16,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import tailscope
+
 from fuzzing import (
-    MAX_RSS_GROWTH_MB, check_file, edit_header, gguf_bytes, header_edits, mutate, mutations, one_tensor_gguf, rss_mb,
-    safetensors_bytes, torch_bytes,
+    MAX_RSS_GROWTH_MB,
+    check_file,
+    edit_header,
+    gguf_bytes,
+    header_edits,
+    mutate,
+    mutations,
+    one_tensor_gguf,
+    rss_mb,
+    safetensors_bytes,
+    torch_bytes,
 )
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")

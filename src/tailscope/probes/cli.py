@@ -43,12 +43,11 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tailscope.spectrum.torch_route import resolve_device
+    from tailscope.outputs import check_directory, check_file
     from tailscope.probes.config import ProbeConfig
     from tailscope.probes.loading import release
     from tailscope.probes.report import ProbeReport
-
-    from tailscope.outputs import check_directory, check_file
+    from tailscope.spectrum.torch_route import resolve_device
 
     if args.out:
         check_file(args.out, "out", (".json",))

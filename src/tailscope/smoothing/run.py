@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from tailscope.analysis.matrix import skip_reason
 from tailscope.config import AnalysisConfig
 from tailscope.errors import ConfigError, InputError, printable
-from tailscope.analysis.matrix import skip_reason
-from tailscope.sources import MatrixRef, Source, open_source
 from tailscope.smoothing.methods import smooth_matrix
 from tailscope.smoothing.writer import rewrite_checkpoint
+from tailscope.sources import MatrixRef, Source, open_source
 
 SIDECAR = "tailscope_smoothing.json"
 TOOL = "tailscope.smooth"

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from tailscope.errors import InputError, require
-from tailscope.untrusted.json_loader import MAX_COUNT, Fields
 from tailscope.sources.gguf_reader import GGUFLoader, GGUFTensor, read_gguf
+from tailscope.untrusted.json_loader import MAX_COUNT, Fields
 
 ARCH = "llama"
 

@@ -28,8 +28,8 @@ from tailscope.errors import InputError, require
 from tailscope.sources.base import bf16_to_float32
 from tailscope.sources.gguf_quants import dequantize
 from tailscope.sources.refs import TensorEntry
-from tailscope.untrusted.regular_files import open_regular
 from tailscope.sources.safetensors_reader import MAX_DIM, _mapped
+from tailscope.untrusted.regular_files import open_regular
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9

@@ -16,8 +16,8 @@ from tailscope.errors import InputError, require
 from tailscope.sources.base import KIND_CONV1D, KIND_CONV2D, KIND_DENSE, KIND_EMBEDDING, MatrixRef
 from tailscope.sources.naming import parse_name
 from tailscope.sources.refs import TensorEntry, refs_from_entries
-from tailscope.untrusted.regular_files import check_regular
 from tailscope.sources.tensor_names import checked_name
+from tailscope.untrusted.regular_files import check_regular
 
 MAX_WRAPPERS = 4  # {'state_dict': {'model': {...}}}: real checkpoints wrap once or twice
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")

@@ -68,6 +68,7 @@ def analyze_with_plots(model, out: Path, layers: tuple[int, ...]):
 @pytest.mark.parametrize("which, layers", [("minilm", (5, 11)), ("smollm", (2, 6))])
 def test_every_plot_renders_for_real_models(which, layers, minilm_dir, smollm_gguf, tmp_path):
     model = minilm_dir if which == "minilm" else smollm_gguf
+    plt.close("all")  # figures an earlier test returned to its caller are not this test's
     report = analyze_with_plots(model, tmp_path, layers)
     assert sorted(report.details["layer_id"]) == list(layers)
     expected = {f"model_{k}.png" for k in ("alpha_hist", "correlation_flow", "alpha_vs_rand_distance")}

@@ -197,8 +197,17 @@ def _eigs_gram(w: np.ndarray) -> np.ndarray:
         except NumericalError:
             evals = np.empty(0)
         if evals.size and np.isfinite(evals[-1]) and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
-            return evals
+            if not _near_ks_tie(evals, w.shape[1]):
+                return evals
     return gram_eigenvalues(w, np.float64)
+
+
+def _near_ks_tie(evals: np.ndarray, m: int) -> bool:
+    """Whether fp32 rounding could flip the KS-chosen xmin (or move alpha by > 5e-4): such a
+    matrix is redone in fp64 (`tailscope.fit.ties`; about a third of SmolLM2's MLP matrices)."""
+    from .fit.ties import fit_is_fragile, fp32_error
+
+    return fit_is_fragile(evals, fp32_error(evals, m))
 
 
 def route_dtype(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> type:

@@ -36,6 +36,7 @@ DIAGNOSTIC_COLUMNS = (
     "rand_distance", "max_rand_eval", "num_traps", "rand_mp_edge", "rand_num_spikes", "rand_mp_softrank",
     "rand_bulk_max", "rand_bulk_min", "rand_sigma_mp", "rand_W_scale",
     "tpl_alpha", "tpl_lambda", "llr_pl_tpl", "p_pl_tpl", "llr_pl_lognormal", "p_pl_lognormal",
+    "alpha_farms", "alpha_hill",
 )
 
 

@@ -59,7 +59,8 @@ class AnalysisConfig:
         device: where eigenvalues are computed; ``"auto"`` takes CUDA when torch sees one.
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
-        tolerance: eigenvalues below this count in weak_rank_loss.
+        tolerance: eigenvalues below tolerance * lambda_max count in weak_rank_loss (scale-invariant;
+            the compat facade keeps weightwatcher's absolute count).
         inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
             W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True`` (issue 10).
         fix_fingers: ``"clip_xmax"`` refits with up to `max_fingers` - 1 top eigenvalues removed

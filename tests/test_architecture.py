@@ -1,5 +1,5 @@
 """The one-directional data flow, enforced on imports: the layer contract in pyproject.toml
-(sources -> spectrum | fit -> rows -> plots -> report -> analysis, workflows on top), no import
+(sources -> fit -> spectrum -> rows -> plots -> report -> analysis, workflows on top), no import
 cycle between any two modules, and a cheap `import tailscope`."""
 
 from __future__ import annotations

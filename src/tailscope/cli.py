@@ -121,6 +121,13 @@ def _diagnostic_flags(a: argparse.ArgumentParser) -> None:  # diagnostics
     g.add_argument("--dragon-kings", action="store_true", help="Dragon-King test of the largest eigenvalues: dk_pvalue, dk_count")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N", help="N resamples for a CI of alpha: alpha_lo, alpha_hi")
     g.add_argument("--confidence", type=float, default=0.95, help="level of the bootstrap CI (default 0.95)")
+    g.add_argument("--farms", action="store_true", help="aspect-ratio-unbiased alpha of fixed-shape windows (FARMS): alpha_farms")
+    g.add_argument("--farms-rows", type=int, default=100, help="FARMS window's shorter side (default 100)")
+    g.add_argument("--farms-q", type=float, default=2.0, help="FARMS window aspect ratio (default 2.0: 100 x 200)")
+    g.add_argument("--farms-per-dim", type=int, default=10, help="FARMS window positions per side (default 10: 100 windows)")
+    g.add_argument("--farms-fit", choices=("median", "peak", "ks"), default="median",
+                   help="fit of the pooled FARMS ESD: PL_Alpha_Hill at the median (default, as the FARMS code), at the peak, or KS")
+    g.add_argument("--hill", choices=("median", "peak"), default=None, help="PL_Alpha_Hill of TempBalance/AlphaPruning: alpha_hill")
 
 
 def _executor_flags(p: argparse.ArgumentParser) -> None:  # performance and scale
@@ -168,7 +175,8 @@ def _run_analyze_many(args: argparse.Namespace) -> int:
 def _diagnostic_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(fix_fingers=args.fix_fingers, max_fingers=args.max_fingers, detx=args.detx, randomize=args.randomize,
                 mp_fit=args.mp_fit, fit=args.fit, dragon_kings=args.dragon_kings, bootstrap=args.bootstrap,
-                confidence=args.confidence)
+                confidence=args.confidence, farms=args.farms, farms_rows=args.farms_rows, farms_q=args.farms_q,
+                farms_per_dim=args.farms_per_dim, farms_fit=args.farms_fit, hill=args.hill)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,6 +21,8 @@ FixFingers = Literal["clip_xmax", "dragon_kings"]
 FitKind = Literal["PL", "TPL"]
 SmoothMethod = Literal["detx", "rmt", "svd", "alpha_min", "sharpen"]
 Executor = Literal["serial", "process", "ray"]
+HillXmin = Literal["median", "peak"]  # PL_Alpha_Hill's xmin choices (tailscope.fit.hill)
+FarmsFit = Literal["median", "peak", "ks"]  # how alpha_farms fits the pooled window ESD
 
 ROLES: tuple[str, ...] = (
     "embed", "embed_pos", "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o",
@@ -57,7 +59,8 @@ class AnalysisConfig:
         device: where eigenvalues are computed; ``"auto"`` takes CUDA when torch sees one.
         seed: seed of every random step.
         evals_thresh: only eigenvalues above this enter the power-law fit.
-        tolerance: eigenvalues below this count in weak_rank_loss.
+        tolerance: eigenvalues below tolerance * lambda_max count in weak_rank_loss (scale-invariant;
+            the compat facade keeps weightwatcher's absolute count).
         inverse: analyze the ESD of the inverse correlation matrix (eigenvalues 1/lambda of
             W^T W; zero eigenvalues dropped), as weightwatcher's ``inverse=True``.
         fix_fingers: ``"clip_xmax"`` refits with up to `max_fingers` - 1 top eigenvalues removed
@@ -74,6 +77,19 @@ class AnalysisConfig:
         dragon_kings: add dk_pvalue, dk_count (see `tailscope.fit.dragon`).
         bootstrap: number of bootstrap resamples for alpha_lo, alpha_hi (0 = off).
         confidence: level of the bootstrap interval; 1 - confidence is the Dragon-King test level.
+        farms: add ``alpha_farms``, the power-law alpha of the pooled ESDs of fixed-aspect-ratio
+            windows sampled from each matrix (FARMS, Ren et al. ICML 2025; `tailscope.rows.farms`),
+            which removes the bias of alpha with the matrix's aspect ratio Q = N/M.
+        farms_rows: window's shorter side (FARMS code default 100).
+        farms_q: window aspect ratio, longer / shorter side (FARMS code default 2.0: 100 x 200).
+        farms_per_dim: window positions along each side, so up to farms_per_dim^2 windows
+            (FARMS code default 10: 100 windows).
+        farms_fit: how the pooled ESD is fitted: ``"median"`` (PL_Alpha_Hill at the median
+            eigenvalue, the FARMS code's default), ``"peak"`` (PL_Alpha_Hill, histogram-peak xmin)
+            or ``"ks"`` (tailscope's KS-chosen power-law fit, as the `alpha` column).
+        hill: add ``alpha_hill``, PL_Alpha_Hill of TempBalance / AlphaPruning with xmin at the
+            ``"median"`` eigenvalue (AlphaPruning's default) or found near the histogram ``"peak"``
+            (TempBalance's); `tailscope.fit.hill`.
         peft: read the path as a PEFT LoRA adapter directory (adapter_config.json +
             adapter_model.safetensors/.bin); one ``<module>.lora_BA`` row per adapted module.
         plot: write PNG figures (per layer and per model) to `plot_dir`.
@@ -116,6 +132,12 @@ class AnalysisConfig:
     dragon_kings: bool = False
     bootstrap: int = 0
     confidence: float = 0.95
+    farms: bool = False  # aspect-ratio-unbiased alpha (tailscope.rows.farms)
+    farms_rows: int = 100
+    farms_q: float = 2.0
+    farms_per_dim: int = 10
+    farms_fit: FarmsFit = "median"
+    hill: HillXmin | None = None  # PL_Alpha_Hill (tailscope.fit.hill)
     # LLM workflows
     peft: bool = False  # the path is a PEFT LoRA adapter directory: analyze each (alpha/r) * B @ A
     # plots
@@ -193,9 +215,23 @@ class AnalysisConfig:
         for name in ("detx", "randomize", "mp_fit", "dragon_kings"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"Expected argument `{name}` to be True or False, but got {getattr(self, name)!r}")
+        self._check_shapes()
         c = self.confidence
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 < c < 1.0:
             raise ConfigError(f"Expected argument `confidence` to be a float in (0, 1), but got {c!r}")
+
+    def _check_shapes(self) -> None:
+        """FARMS and Hill options."""
+        if not isinstance(self.farms, bool):
+            raise ConfigError(f"Expected argument `farms` to be True or False, but got {self.farms!r}")
+        _check_int("farms_rows", self.farms_rows, minimum=2)
+        _check_int("farms_per_dim", self.farms_per_dim, minimum=1)
+        q = self.farms_q
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 1.0 <= q <= 1000.0:
+            raise ConfigError(f"Expected argument `farms_q` to be a float in [1, 1000], but got {q!r}")
+        _check_literal("farms_fit", self.farms_fit, FarmsFit)
+        if self.hill is not None:
+            _check_literal("hill", self.hill, HillXmin)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "AnalysisConfig":

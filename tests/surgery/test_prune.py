@@ -247,9 +247,21 @@ def test_a_model_without_the_selected_layers_is_refused(tiny_mistral_dir, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
-def test_farms_allocation_names_the_missing_column(tiny_mistral_dir, tmp_path):
+def test_farms_allocation_maps_alpha_farms(tiny_mistral_dir, tmp_path):
+    """allocation='farms' maps the alpha_farms column of an independent farms=True analysis by
+    AlphaPruning's formula; a details frame without that column is refused, naming it."""
+    details = tailscope.analyze(tiny_mistral_dir, progress=False, farms=True).details
+    report = tailscope.prune(tiny_mistral_dir, None, sparsity=0.5, allocation="farms", by="matrix", dry_run=True)
+    farms = details.set_index("name")["alpha_farms"]
+    names = [r["name"] for r in report.rows]
+    metric = np.array([r["metric"] for r in report.rows])
+    np.testing.assert_allclose(metric, farms.loc[names].to_numpy(), rtol=1e-12)
+    expected = _alphapruning_formula(metric, np.array([r["params"] for r in report.rows]), 0.5, 0.3)
+    np.testing.assert_allclose([r["sparsity"] for r in report.rows], expected, rtol=1e-9)
+    assert main(["prune", str(tiny_mistral_dir), "--sparsity", "0.5", "--allocation", "farms", "--dry-run"]) == 0
     with pytest.raises(ConfigError, match="alpha_farms"):
-        tailscope.prune(tiny_mistral_dir, tmp_path / "o", sparsity=0.5, allocation="farms")
+        tailscope.prune(tiny_mistral_dir, tmp_path / "o", sparsity=0.5, allocation="farms",
+                        details=tailscope.analyze(tiny_mistral_dir, progress=False).details)
     with pytest.raises(ConfigError, match="`no_such`"):
         tailscope.prune(tiny_mistral_dir, tmp_path / "o", sparsity=0.5, metric="no_such")
 

@@ -16,6 +16,11 @@ status 'failed', not alpha = -1 labelled 'over-trained'; num_fingers is the true
 is one less); `randomize` is one seeded shuffle (weightwatcher draws 5 unseeded ones for layers with
 fewer than 100 eigenvalues); with `inverse=True` a pooled Conv2D layer is inverted once
 (weightwatcher re-inverts earlier slices).
+
+Rank columns are weightwatcher's here, where tailscope's own differ (`tailscope.spectrum.rank`):
+matrix_rank / rank_loss count singular values above sv_max * N * eps64 whatever precision the
+values carry (tailscope: eps of the storage / route precision, as numpy.linalg.matrix_rank), and
+weak_rank_loss counts eigenvalues below an absolute `tolerance` (tailscope: tolerance * lambda_max).
 """
 
 from __future__ import annotations
@@ -178,6 +183,9 @@ def to_ww_frame(
 def _derived_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
     """weightwatcher's columns that are renamings or simple functions of ours."""
     out: dict[str, pd.Series] = {}
+    for col in ("matrix_rank", "rank_loss", "weak_rank_loss"):  # weightwatcher's rules, not tailscope.spectrum.rank's
+        if f"ww_{col}" in df:
+            out[col] = df[f"ww_{col}"]
     if "detX_num" in df:
         # weightwatcher's `detX_val_unrescaled` holds the mean-1 (rescaled) value: its names are swapped
         out.update(detX_val_unrescaled=df["detX_val_rescaled"], num_ERG_spikes=df["detX_num"],

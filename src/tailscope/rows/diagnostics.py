@@ -11,6 +11,8 @@ columns, and only when it is on.
     fit='TPL'                tpl_alpha, tpl_lambda, llr_pl_tpl, p_pl_tpl, llr_pl_lognormal, p_pl_lognormal
     dragon_kings=True        dk_pvalue, dk_count
     bootstrap=N              alpha_lo, alpha_hi
+    farms=True               alpha_farms (fixed-aspect-ratio windows, `tailscope.rows.farms`)
+    hill='median'|'peak'     alpha_hill (PL_Alpha_Hill, `tailscope.fit.hill`)
 
 The mathematics lives in `tailscope.fit` (which never sees a matrix); this module holds the only
 step that needs the matrices again: the spectrum of W with its entries shuffled.
@@ -33,6 +35,8 @@ from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
 from tailscope.fit.rmt import bulk_edge, count_traps, jensen_shannon_distance
 from tailscope.fit.tpl import compare_tails
 from tailscope.spectrum.routes import Spectrum, compute_spectrum
+from tailscope.rows.farms import Windows, farms_eigenvalues
+from tailscope.fit.hill import hill_alpha
 
 NAN = float("nan")
 
@@ -153,4 +157,29 @@ def optional_columns(mats: list[np.ndarray], spec: Spectrum, fit: PowerLawFit, r
     if config.randomize and mats:
         cols.update(randomize_columns(mats, spec, (config.seed, int(row["layer_id"])), device))
     cols.update(tail_columns(spec.evals, fit, config))
+    cols.update(shape_columns(mats, spec, config, device))
     return cols
+
+
+def shape_columns(mats: list[np.ndarray], spec: Spectrum, config: AnalysisConfig, device: str) -> dict[str, Any]:
+    """alpha_farms (the fit `farms_fit` of the pooled window ESD; NaN without the matrices, as for
+    a LoRA update, or when that fit fails) and alpha_hill (of the layer's own eigenvalues)."""
+    cols: dict[str, Any] = {}
+    if config.farms:
+        alpha = NAN
+        if mats:
+            windows = Windows(config.farms_rows, float(config.farms_q), config.farms_per_dim)
+            tall = [w if w.shape[0] >= w.shape[1] else w.T for w in mats]
+            alpha = farms_alpha(farms_eigenvalues(tall, windows, device), config)
+        cols["alpha_farms"] = alpha
+    if config.hill is not None:
+        cols["alpha_hill"] = hill_alpha(spec.evals, config.hill)
+    return cols
+
+
+def farms_alpha(pooled: np.ndarray, config: AnalysisConfig) -> float:
+    """alpha of the pooled FARMS ESD by `config.farms_fit` (NaN when the fit fails)."""
+    if config.farms_fit != "ks":
+        return hill_alpha(pooled, config.farms_fit)
+    fit = fit_power_law(pooled, thresh=config.evals_thresh)
+    return fit.alpha if fit.ok else NAN

@@ -36,6 +36,7 @@ DIAGNOSTIC_COLUMNS = (
     "rand_distance", "max_rand_eval", "num_traps", "rand_mp_edge", "rand_num_spikes", "rand_mp_softrank",
     "rand_bulk_max", "rand_bulk_min", "rand_sigma_mp", "rand_W_scale",
     "tpl_alpha", "tpl_lambda", "llr_pl_tpl", "p_pl_tpl", "llr_pl_lognormal", "p_pl_lognormal",
+    "alpha_farms", "alpha_hill",
 )
 
 
@@ -85,9 +86,17 @@ def spectrum_columns(spec: Spectrum, fit: PowerLawFit, tolerance: float) -> dict
     row: dict[str, Any] = {
         "has_esd": True, "num_evals": int(evals.size), "sv_max": spec.sv_max, "sv_min": spec.sv_min,
         "rank_loss": spec.rank_loss, "weak_rank_loss": int(np.count_nonzero(evals < tolerance)),
+        # weightwatcher's values (its eps64 rank tolerance, absolute weak-rank tolerance) for the
+        # compat facade; the plain columns use `tailscope.spectrum.rank`'s precision-aware rules
+        "ww_rank_loss": spec.rank_loss, "ww_weak_rank_loss": int(np.count_nonzero(evals < tolerance)),
         "alpha": fit.alpha, "xmin": fit.xmin, "xmax": fit.xmax, "D": fit.D, "sigma": fit.sigma,
         "num_pl_spikes": int(np.count_nonzero(evals >= fit.xmin)) if fit.ok else 0,
         "status": fit.status, "warning": warning_for(fit.alpha), "reason": fit.reason,
     }
     row.update(norm_metrics(spec, fit.alpha))
+    row["ww_matrix_rank"] = row["matrix_rank"]
+    if spec.rank is not None:
+        from tailscope.spectrum.rank import weak_rank_loss
+
+        row.update(matrix_rank=spec.rank, rank_loss=spec.rank_deficit, weak_rank_loss=weak_rank_loss(evals, tolerance))
     return row

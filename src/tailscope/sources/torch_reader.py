@@ -136,7 +136,7 @@ def _byte_span(path: Path | str, name: str, t: Any) -> tuple[int, int]:
 
 
 def _tensor_loader(tensor: Any):  # noqa: ANN202
-    return lambda: tensor.detach().to("cpu").float().numpy()
+    return lambda: as_numpy(tensor)
 
 
 def state_dict_entries(state: Mapping[str, Any]) -> Iterator[TensorEntry]:
@@ -220,7 +220,10 @@ def _fused_params(module: Any, longname: str, layer_id: int, source: str) -> Ite
 
 
 def as_numpy(value: Any) -> np.ndarray:
-    """A tensor-like as float32 numpy."""
+    """A tensor-like as float32 numpy, or float64 when it is float64: its owner kept digits that
+    float32 would drop (and the row's dtype column says float64)."""
     if hasattr(value, "detach"):
-        return value.detach().to("cpu").float().numpy()
-    return np.asarray(value, dtype=np.float32)
+        t = value.detach().to("cpu")
+        return (t.double() if str(t.dtype) == "torch.float64" else t.float()).numpy()
+    wide = getattr(value, "dtype", None) == np.float64
+    return np.asarray(value, dtype=np.float64 if wide else np.float32)

@@ -89,8 +89,10 @@ class Spectrum:
     evals: np.ndarray  # ascending, float64
     sv_max: float
     sv_min: float  # weightwatcher: the largest of the per-slice smallest singular values
-    rank_loss: int
+    rank_loss: int  # weightwatcher's rule (sv <= sv_max * N * eps64), kept for the compat facade
     N: int
+    rank: int | None = None  # matrix rank at the precision the values carry (`tailscope.spectrum.rank`)
+    rank_deficit: int | None = None  # eigenvalues minus that rank
 
 
 def check_finite(w: np.ndarray) -> None:
@@ -197,8 +199,17 @@ def _eigs_gram(w: np.ndarray) -> np.ndarray:
         except NumericalError:
             evals = np.empty(0)
         if evals.size and np.isfinite(evals[-1]) and evals[0] > FP32_RELATIVE_FLOOR * evals[-1]:
-            return evals
+            if not _near_ks_tie(evals, w.shape[1]):
+                return evals
     return gram_eigenvalues(w, np.float64)
+
+
+def _near_ks_tie(evals: np.ndarray, m: int) -> bool:
+    """Whether fp32 rounding could flip the KS-chosen xmin (or move alpha by > 5e-4): such a
+    matrix is redone in fp64 (`tailscope.fit.ties`; about a third of SmolLM2's MLP matrices)."""
+    from tailscope.fit.ties import fit_is_fragile, fp32_error
+
+    return fit_is_fragile(evals, fp32_error(evals, m))
 
 
 def route_dtype(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> type:
@@ -291,11 +302,14 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
     for w in mats:
         check_finite(w)
     if device == "cpu":
-        parts = [singular_values(w)[0] for w in mats]
+        routed = [singular_values(w) for w in mats]
+        parts = [p for p, _ in routed]
     else:
         from tailscope.spectrum.torch_route import torch_singular_values_batch
 
         parts = torch_singular_values_batch(mats, device)
+        routed = [(p, bool(p.size and p[0] ** 2 <= GRAM_RELATIVE_FLOOR * p[-1] ** 2)) for p in parts]
+    ranks = _ranks(mats, routed)
     evals = np.sort(np.concatenate([p * p for p in parts]))
     return Spectrum(
         evals=evals,
@@ -303,7 +317,22 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
         sv_min=float(max(p[0] for p in parts)),
         rank_loss=sum(_rank_loss(p, n) for p in parts),
         N=n,
+        rank=sum(ranks),
+        rank_deficit=sum(p.size for p in parts) - sum(ranks),
     )
+
+
+def _ranks(mats: list[np.ndarray], routed: list[tuple[np.ndarray, bool]]) -> list[int]:
+    """Each matrix's rank at the precision its values carry (`tailscope.spectrum.rank`): float16 storage
+    counts as float32, the precision every route computes in at least."""
+    from tailscope.spectrum.rank import matrix_rank, precision_eps
+
+    out = []
+    for w, (sv, via_svd) in zip(mats, routed):
+        storage = np.float32 if np.dtype(w.dtype).itemsize < 4 else w.dtype
+        eps = precision_eps(storage, np.float64)
+        out.append(matrix_rank(sv, w.shape[0], w.shape[1], eps, via_svd))
+    return out
 
 
 def inverted(spec: Spectrum) -> Spectrum:

@@ -119,13 +119,13 @@ def _table(refs: list[MatrixRef], cfg: PruneConfig, acfg: AnalysisConfig, source
     if details is None:
         from tailscope.analysis.pipeline import analyze
 
-        details = analyze(source.path, config=acfg).details
-    column = cfg.metric_column
+        details = analyze(source.path, config=_with_metric(acfg, column_of(cfg))).details
+    column = column_of(cfg)
     if column not in details.columns:
         raise ConfigError(f"allocation={cfg.allocation!r} maps the analysis column `{column}`, which this analysis "
                           f"does not have (columns: {', '.join(c for c in details.columns if 'alpha' in c)}); "
-                          + ("tailscope's analysis does not compute alpha_farms yet" if cfg.allocation == "farms" else
-                             "pick an existing column with `metric`"))
+                          + ("analyze with farms=True" if cfg.allocation == "farms" else
+                             "pick an existing column with `metric` (alpha_hill needs hill='median' or 'peak')"))
     keep = [c for c in dict.fromkeys(("name", "alpha", column)) if c in details.columns]
     merged = rows.merge(details[keep].drop_duplicates("name"), on="name", how="left")
     absent = merged.loc[merged["alpha"].isna() & ~merged["name"].isin(details["name"]), "name"].tolist()
@@ -188,3 +188,18 @@ def _wanda_norms(source: Source, refs: list[MatrixRef], modules: dict[str, str],
     finally:
         del model
         release()
+
+
+def column_of(cfg: PruneConfig) -> str:
+    """The analysis column the allocation maps."""
+    return cfg.metric_column
+
+
+def _with_metric(acfg: AnalysisConfig, column: str) -> AnalysisConfig:
+    """The analysis options that compute `column`: farms=True for alpha_farms; for alpha_hill the
+    median xmin (AlphaPruning's default) unless `hill` is already set."""
+    if column == "alpha_farms" and not acfg.farms:
+        return acfg.replace(farms=True)
+    if column == "alpha_hill" and acfg.hill is None:
+        return acfg.replace(hill="median")
+    return acfg

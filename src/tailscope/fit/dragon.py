@@ -7,10 +7,13 @@ of the n draws are >= x, so
 
     p_j = P(X_(j) >= x_(j)) = P(Binomial(n, S(x_(j))) >= j),
 
-and for the largest (j = 1) p_1 = 1 - (1 - S(x_max))^n: `dk_pvalue`. `dk_count` is the number of
-j in 1..K (K = min(n, max_kings), default 10) with p_j < (1 - confidence) / K: each of the top K
-tested at a Bonferroni-corrected level. alpha is fitted on the same tail, outliers included; that
-makes the test conservative (the outliers pull alpha down and S up), never anti-conservative.
+and for the largest (j = 1) p_1 = 1 - (1 - S(x_max))^n: `dk_pvalue`. alpha is fitted on the same
+tail, outliers included; that makes the test conservative (the outliers pull alpha down and S up).
+
+`dk_count` is the alpha-free gap count of `tailscope.fit.kings` at level 1 - confidence (the number
+of top values above the deepest significant log-spacing gap, K = min(n, max_kings) gaps tested).
+Counting the p_j above instead (each below (1 - confidence) / K) missed planted kings, since the
+kings pull the fitted alpha down, and flagged the sample's own top values next to them.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tailscope.fit.kings import king_count
+
 MAX_KINGS = 10
 
 
 @dataclass(frozen=True)
 class DragonKings:
     pvalue: float  # p_1, for the largest eigenvalue
-    count: int  # top eigenvalues individually significant after Bonferroni over K
+    count: int  # top eigenvalues above the deepest significant gap (`tailscope.fit.kings`)
     pvalues: np.ndarray  # p_1..p_K
 
 
@@ -55,4 +60,4 @@ def dragon_kings(evals: np.ndarray, xmin: float, alpha: float, *, confidence: fl
         return DragonKings(float("nan"), 0, np.empty(0))
     k = min(tail.size, max_kings)
     p = order_statistic_pvalues(tail, xmin, alpha, k)
-    return DragonKings(float(p[0]), int(np.count_nonzero(p < (1.0 - confidence) / k)), p)
+    return DragonKings(float(p[0]), king_count(tail, k, 1.0 - confidence)[0], p)

@@ -32,6 +32,8 @@ EXPLAIN = {
                     "directions (common in fine-tune deltas and LoRA updates, where that is expected).",
     "failed": "no spectrum or no power-law fit: the reason column says why (e.g. a zero matrix, such as an "
               "unchanged layer in a fine-tune delta, or too few eigenvalues above the threshold).",
+    "degenerate": "no resolvable power-law tail (near-constant spectrum such as an orthogonal matrix, too few "
+                  "distinct eigenvalues, or a tail of a handful of points): no alpha; the reason column says which.",
 }
 
 SCRIPT = """
@@ -93,7 +95,7 @@ def table_html(df: pd.DataFrame, columns: Iterable[str], table_id: str, row_clas
             attr = f' data-v="{v}"' if v is not None else ' class="t"'
             cells.append(f"<td{attr}>{_escape(text)}</td>")
         cls = _escape(str(r.get(row_class) or "")) if row_class else ""
-        if row_class and r.get("status") == "failed":
+        if row_class and r.get("status") in ("failed", "degenerate"):
             cls = "failed"
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -115,6 +117,8 @@ def _warnings(df: pd.DataFrame) -> str:
         counts.update({w: int(n) for w, n in df["warning"].value_counts().items() if w})
     if "status" in df and (df["status"] == "failed").any():
         counts["failed"] = int((df["status"] == "failed").sum())
+    if "status" in df and (df["status"] == "degenerate").any():
+        counts["degenerate"] = int((df["status"] == "degenerate").sum())
     if not counts:
         return "<p>No warnings: every fitted layer has 2 &le; alpha &le; 6.</p>"
     items = "".join(f"<li><b>{_escape(w)}</b> ({n} layers): {_escape(EXPLAIN.get(w, ''))}</li>" for w, n in counts.items())

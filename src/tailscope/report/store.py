@@ -169,7 +169,7 @@ def _parse(line: bytes, path: Path, number: int) -> dict[str, Any] | None:
 def _is_row(row: dict[str, Any]) -> bool:
     """Scalars only, a known status, numbers (or null) in the numeric columns: a reused row must
     not break the table, its summary or a plot."""
-    if row.get("status", "success") not in ("success", "failed"):
+    if row.get("status", "success") not in ("success", "failed", "degenerate"):
         return False
     for key, value in row.items():
         if value is not None and not isinstance(value, (bool, int, float, str)):

@@ -37,19 +37,25 @@ from tailscope.fit.tpl import compare_tails
 from tailscope.spectrum.routes import Spectrum, compute_spectrum
 from tailscope.rows.farms import Windows, farms_eigenvalues
 from tailscope.fit.hill import hill_alpha
+from tailscope.fit.degenerate import checked
 
 NAN = float("nan")
 
 def primary_fit(evals: np.ndarray, config: AnalysisConfig) -> tuple[PowerLawFit, dict[str, Any]]:
-    """The power-law fit of the row (clipped of its fingers when asked) and the finger columns."""
+    """The power-law fit of the row (clipped of its fingers when asked) and the finger columns;
+    a spectrum with no resolvable tail gets a 'degenerate' fit (`tailscope.fit.degenerate`) and no fingers."""
+    raw = checked(evals, fit_power_law(evals, thresh=config.evals_thresh), config.evals_thresh)
+    if not raw.ok:
+        return raw, ({"raw_alpha": raw.alpha, "num_fingers": 0} if config.fix_fingers is not None else {})
     if config.fix_fingers is not None:
         if config.fix_fingers == "clip_xmax":
             clipped = fit_clipped(evals, thresh=config.evals_thresh, max_fingers=config.max_fingers)
         else:
             clipped = fit_dragon_kings(evals, thresh=config.evals_thresh, max_fingers=config.max_fingers,
                                        confidence=config.confidence)
-        return clipped.fit, {"raw_alpha": clipped.raw.alpha, "num_fingers": clipped.num_fingers}
-    return fit_power_law(evals, thresh=config.evals_thresh), {}
+        fit = checked(evals, clipped.fit, config.evals_thresh)
+        return fit, {"raw_alpha": clipped.raw.alpha, "num_fingers": clipped.num_fingers if fit.ok else 0}
+    return raw, {}
 
 
 def fitted_tail(evals: np.ndarray, fit: PowerLawFit) -> np.ndarray:

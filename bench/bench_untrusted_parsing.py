@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import best_of  # noqa: E402
-
 from tailscope.sources.peft_patterns import pattern_tables  # noqa: E402
 from tailscope.untrusted.json_loader import parse_json  # noqa: E402
+
+from timing import best_of  # noqa: E402
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
                "mlp.up_proj", "mlp.down_proj")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from science.common import markdown_table
-from tailscope.rows.farms import Windows, farms_eigenvalues
 from tailscope.fit.hill import hill_alpha
 from tailscope.fit.powerlaw import fit_power_law
+from tailscope.rows.farms import Windows, farms_eigenvalues
 from tailscope.spectrum.routes import compute_spectrum
 
 TITLE = "FARMS: spread of alpha and alpha_farms across aspect ratios Q (i.i.d. heavy-tailed entries)"

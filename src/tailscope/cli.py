@@ -237,8 +237,8 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from tailscope.report.html import write_html
     from tailscope.analysis.pipeline import analyze
+    from tailscope.report.html import write_html
 
     check_outputs(html=args.output)
     report = analyze(args.path, base=args.base, peft=args.peft, layers=args.layers, progress=not args.quiet)

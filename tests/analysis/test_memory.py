@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from bigfile import RSS_SAMPLER, write_bf16_checkpoint, write_sharded
 
 LIMIT_BYTES = 1.5 * 2**30

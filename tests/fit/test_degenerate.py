@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 import tailscope
-from conftest import planted_matrix
 from tailscope.fit.degenerate import MIN_TAIL, checked, degenerate_reason
 from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
+
+from conftest import planted_matrix
 
 ALL_OPTIONS = {"fix_fingers": "clip_xmax", "bootstrap": 50, "dragon_kings": True}
 
@@ -79,8 +80,8 @@ def test_heavy_tailed_spectra_stay_success():
 def test_degenerate_rows_survive_resume_report_and_plots(tmp_path):
     from safetensors.numpy import save_file
 
-    from tailscope.report.html import write_html
     from tailscope.plots.files import write_model_plots
+    from tailscope.report.html import write_html
 
     rng = np.random.default_rng(4)
     tensors = {"a.weight": orthogonal(64).astype(np.float32),

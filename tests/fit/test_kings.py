@@ -7,10 +7,11 @@ import pytest
 from scipy.stats import kstest
 
 import tailscope
-from conftest import planted_matrix
 from tailscope.fit.dragon import dragon_kings
 from tailscope.fit.kings import gap_pvalues, king_count
 from tailscope.fit.powerlaw import fit_power_law
+
+from conftest import planted_matrix
 
 
 def pareto(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:

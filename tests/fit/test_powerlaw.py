@@ -7,12 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import planted_matrix
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import tailscope
 from tailscope.fit.powerlaw import fit_power_law
+
+from conftest import planted_matrix
 
 
 def pareto(rng: np.random.Generator, alpha: float, n: int, xmin: float = 0.3) -> np.ndarray:

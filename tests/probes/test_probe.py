@@ -9,12 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
-from smollm_shared import gguf_tokenizer, transformers_gguf_model  # noqa: E402
-
 import tailscope  # noqa: E402
 from tailscope.errors import ConfigError, InputError  # noqa: E402
 from tailscope.probes.hooks import record_norms  # noqa: E402
+
+from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
+from smollm_shared import gguf_tokenizer, transformers_gguf_model  # noqa: E402
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    return", "Water boils at a temperature of"]
 

@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 
-from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
-
 from tailscope.cli import main  # noqa: E402
+
+from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
 
 
 def byte_tokenizer():

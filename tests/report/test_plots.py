@@ -27,9 +27,16 @@ from tailscope.errors import ConfigError, OutputError  # noqa: E402
 from tailscope.fit.detx import detx  # noqa: E402
 from tailscope.fit.powerlaw import fit_power_law, ks_curve  # noqa: E402
 from tailscope.plots import (  # noqa: E402
-    plot_alpha_hist, plot_alpha_vs_rand_distance, plot_correlation_flow, plot_esd, plot_esd_loglog,
-    plot_ks_curve, plot_randomized_esd, plot_raw_vs_fixed_alpha,
+    plot_alpha_hist,
+    plot_alpha_vs_rand_distance,
+    plot_correlation_flow,
+    plot_esd,
+    plot_esd_loglog,
+    plot_ks_curve,
+    plot_randomized_esd,
+    plot_raw_vs_fixed_alpha,
 )
+
 from conftest import planted_matrix  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import tailscope
-from conftest import planted_matrix
 from tailscope.cli import main
 from tailscope.errors import ConfigError
 from tailscope.fit.bootstrap import bootstrap_alpha
@@ -19,6 +18,8 @@ from tailscope.fit.powerlaw import fit_power_law
 from tailscope.fit.rmt import bulk_edge, tracy_widom_width
 from tailscope.fit.tpl import compare_tails
 from tailscope.rows.metrics import DIAGNOSTIC_COLUMNS
+
+from conftest import planted_matrix
 
 PLANTED_ALPHA = 2.5
 

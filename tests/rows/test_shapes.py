@@ -9,8 +9,8 @@ import pytest
 import tailscope
 from tailscope.config import AnalysisConfig
 from tailscope.errors import ConfigError
-from tailscope.rows.farms import Windows, farms_eigenvalues, windows_of
 from tailscope.fit.hill import hill_alpha
+from tailscope.rows.farms import Windows, farms_eigenvalues, windows_of
 
 
 def _low_rank(rng, n, m, r, scale, dtype):

@@ -16,11 +16,11 @@ torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")
 pytest.importorskip("transformers")
 
-from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
-from smollm_shared import gguf_tokenizer, transformers_gguf_model  # noqa: E402
-
 from tailscope.errors import InputError, TailscopeError  # noqa: E402
 from tailscope.sources.gguf_hf import gguf_to_hf, load_hf_causal_lm, unpermute_rows  # noqa: E402
+
+from conftest import tiny_mistral_config, tiny_mixtral_config  # noqa: E402
+from smollm_shared import gguf_tokenizer, transformers_gguf_model  # noqa: E402
 
 
 def llamacpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:

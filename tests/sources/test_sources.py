@@ -83,8 +83,9 @@ def test_mixtral_fused_layout_splits_gate_and_up(tiny_mixtral_dir, tiny_mixtral_
 
 def test_mixtral_module_expands_fused_parameters():
     import torch
-    from conftest import tiny_mixtral_config
     from transformers import MixtralForCausalLM
+
+    from conftest import tiny_mixtral_config
 
     torch.manual_seed(0)
     model = MixtralForCausalLM(tiny_mixtral_config())

@@ -7,17 +7,17 @@ Oracle: scipy's float64 SVD of the same matrix, fitted by the same `fit_power_la
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy.linalg import svd
 
 import tailscope
+import tailscope.analysis.matrix
+from tailscope.analysis.matrix import plan
 from tailscope.config import AnalysisConfig
 from tailscope.fit.powerlaw import fit_power_law
 from tailscope.fit.ties import fit_is_fragile, fp32_error
-from tailscope.analysis.matrix import plan
 from tailscope.sources import geometry, open_source
-from tailscope.spectrum.routes import compute_spectrum, gram_eigenvalues, route_dtype
 from tailscope.spectrum.matrices import to_matrices
+from tailscope.spectrum.routes import compute_spectrum, gram_eigenvalues, route_dtype
 
 
 def _every_layer(path):
@@ -99,7 +99,7 @@ def test_float64_arrays_stay_float64_and_match_fp64_svd():
         seen = []
         real = tailscope.analysis.matrix.compute_spectrum
 
-        def spy(mats, n, device="cpu"):
+        def spy(mats, n, device="cpu", seen=seen, real=real):
             seen.extend(m.dtype for m in mats)
             return real(mats, n, device)
 

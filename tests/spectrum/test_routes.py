@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from scipy.linalg import svd
 
+from tailscope.analysis.matrix import plan
 from tailscope.config import AnalysisConfig
 from tailscope.fit.powerlaw import fit_power_law
-from tailscope.analysis.matrix import plan
 from tailscope.sources import geometry, open_source
+from tailscope.spectrum.matrices import to_matrices
 from tailscope.spectrum.routes import compute_spectrum, gram_eigenvalues, singular_values
 from tailscope.spectrum.torch_route import torch_singular_values_batch
-from tailscope.spectrum.matrices import to_matrices
 
 TOP = 50
 SMOLLM_SAMPLE = 30

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from char_tokenizer import with_char_tokenizer
-
 import tailscope
 from tailscope.cli import main
 from tailscope.errors import InputError
 from tailscope.surgery.texts import CALIBRATION, HELDOUT
+
+from char_tokenizer import with_char_tokenizer
 
 torch = pytest.importorskip("torch")
 

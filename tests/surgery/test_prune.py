@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from char_tokenizer import with_char_tokenizer
 from test_smooth import _raw_tensor_bytes as _raw_tensors
 
 import tailscope
@@ -24,6 +22,8 @@ from tailscope.errors import ConfigError, InputError
 from tailscope.surgery.allocation import allocate, block_means, linear_sparsities
 from tailscope.surgery.masks import magnitude_mask, wanda_mask
 from tailscope.surgery.report import PRUNE_SIDECAR
+
+from char_tokenizer import with_char_tokenizer
 
 torch = pytest.importorskip("torch")
 

@@ -16,8 +16,8 @@ import pytest
 
 import tailscope
 from tailscope.cli import main
-from tailscope.rows.diagnostics import shuffled_eigenvalues
 from tailscope.errors import InputError
+from tailscope.rows.diagnostics import shuffled_eigenvalues
 from tailscope.surgery.report import TRAPS_SIDECAR
 from tailscope.surgery.traps import mp_ks_distance, permutation, remove_matrix_traps, shuffled_traps, trap_cut
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from tailscope.errors import OutputError
-from tailscope.outputs import atomic_write, check_directory
 from tailscope.fit.powerlaw import PowerLawFit
+from tailscope.outputs import atomic_write, check_directory
 from tailscope.plots import layer, model
 from tailscope.plots._axes import LEGEND_BELOW_RECT, MODEL_RECT, TWIN_RECT, detached_axes
 

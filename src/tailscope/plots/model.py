@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from tailscope.errors import ConfigError, require
-from tailscope.rows.metrics import ALPHA_HIGH, ALPHA_LOW
 from tailscope.plots._axes import axes_or_new, title
+from tailscope.rows.metrics import ALPHA_HIGH, ALPHA_LOW
 
 SAFE_COLOR = "tab:green"
 NEEDS = {"raw_alpha": "fix_fingers='clip_xmax'", "rand_distance": "randomize=True", "alpha": "a power-law fit"}

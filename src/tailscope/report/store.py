@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from tailscope.errors import InputError, OutputError
-from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 from tailscope.outputs import fsync_path
+from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 from tailscope.untrusted.json_loader import parse_json
 from tailscope.untrusted.regular_files import read_regular
 

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from tailscope.errors import ConfigError, InputError, printable
-from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 from tailscope.outputs import atomic_write, check_file
 from tailscope.report.printing import printable_frame
+from tailscope.rows.metrics import COLUMNS, DIAGNOSTIC_COLUMNS
 
 # weightwatcher's get_summary metrics
 SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "stable_rank", "mp_softrank")

@@ -27,17 +27,17 @@ import numpy as np
 
 from tailscope.config import AnalysisConfig
 from tailscope.fit.bootstrap import SMALL_N, bootstrap_alpha
+from tailscope.fit.degenerate import checked
 from tailscope.fit.detx import detx
 from tailscope.fit.dragon import dragon_kings
 from tailscope.fit.fingers import fit_clipped, fit_dragon_kings
+from tailscope.fit.hill import hill_alpha
 from tailscope.fit.mp import mp_fit
 from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
 from tailscope.fit.rmt import bulk_edge, count_traps, jensen_shannon_distance
 from tailscope.fit.tpl import compare_tails
-from tailscope.spectrum.routes import Spectrum, compute_spectrum
 from tailscope.rows.farms import Windows, farms_eigenvalues
-from tailscope.fit.hill import hill_alpha
-from tailscope.fit.degenerate import checked
+from tailscope.spectrum.routes import Spectrum, compute_spectrum
 
 NAN = float("nan")
 

@@ -16,9 +16,9 @@ import pandas as pd
 
 from tailscope.config import AnalysisConfig
 from tailscope.errors import ConfigError, InputError
-from tailscope.sources import MatrixRef, Source, open_source
 from tailscope.smoothing.run import select
 from tailscope.smoothing.writer import check_destination, rewrite_checkpoint
+from tailscope.sources import MatrixRef, Source, open_source
 from tailscope.surgery.allocation import allocate
 from tailscope.surgery.config import PRUNABLE_ROLES, PruneConfig
 from tailscope.surgery.masks import magnitude_mask, wanda_mask

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tailscope.rows.diagnostics import entry_variance
 from tailscope.fit.rmt import TRAP_RELATIVE_FLOOR, TRAP_TW_UNITS, bulk_edge, mp_density, mp_edges, tracy_widom_width
+from tailscope.rows.diagnostics import entry_variance
 
 
 @dataclass(frozen=True)

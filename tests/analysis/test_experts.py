@@ -82,7 +82,7 @@ def test_cli_prints_expert_summary(tiny_mixtral_fused_dir, capsys):
 
 def test_gguf_experts_and_card(tiny_mixtral_fused_dir, reports, tmp_path):
     """The same tiny Mixtral written as GGUF (stacked ffn_*_exps): same per-expert alphas, same card."""
-    from test_gguf_hf import write_gguf
+    from sources.test_gguf_hf import write_gguf
     from transformers import MixtralForCausalLM
 
     path = write_gguf(tmp_path / "mixtral.gguf", MixtralForCausalLM.from_pretrained(tiny_mixtral_fused_dir))

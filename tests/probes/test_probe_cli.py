@@ -70,7 +70,7 @@ def test_cli_refuses_a_directory_without_tokenizer(tmp_path, capsys):
 
 def test_cli_probes_a_gguf_file(model_dirs, tmp_path, capsys):
     """A GGUF goes through tailscope's own loader (here a Mistral written the llama.cpp way)."""
-    from test_gguf_hf import write_gguf
+    from sources.test_gguf_hf import write_gguf
 
     torch.manual_seed(0)
     model = transformers.MistralForCausalLM(tiny_mistral_config(sliding_window=None))

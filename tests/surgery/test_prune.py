@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_smooth import _raw_tensor_bytes as _raw_tensors
+from smoothing.test_smooth import _raw_tensor_bytes as _raw_tensors
 
 import tailscope
 from tailscope.cli import main

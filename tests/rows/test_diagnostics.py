@@ -119,7 +119,8 @@ def test_detx_recovers_the_planted_index(k):
 
 
 def test_detx_columns_through_analyze():
-    evals = trace_log_spectrum(60, 10) * (1 + 1e-3 * np.arange(60) / 60)  # distinct values
+    # distinct values, the top 10 spread over 5%: a tail the fit resolves (spread 1e-4 is 'degenerate')
+    evals = trace_log_spectrum(60, 10) * (1 + 0.05 * np.arange(60) / 60)
     w = planted_matrix(np.random.default_rng(1), 120, 60, np.sqrt(evals))
     row = tailscope.analyze({"fc.weight": w}, progress=False, detx=True).details.iloc[0]
     assert row["detX_num"] == 11

@@ -65,7 +65,7 @@ def run(quick: bool) -> str:
     from science.common import markdown_table
 
     rows = [model_row(name, path, 40 if quick else None) for name, path in _model_paths().items()]
-    head = ["model", "layers", "fp32-eligible", "kept in fp32", "redone in fp64 (near a KS tie)",
+    head = ["model", "layers", "fp32-eligible", "kept in fp32", "redone in fp64 (below the floor or near a KS tie)",
             "max abs(alpha - alpha_svd64)", "route s", "fp64 Gram s", "fp64 / route"]
     note = ("alpha from the chosen route (`compute_spectrum`) against alpha of the fp64 SVD's eigenvalues, every "
             "analyzed matrix; must hold: max < 1e-3. Times: the route (incl. the tie check and any fp64 redo) "

@@ -282,6 +282,8 @@ OPTION_COLUMNS = {
     "fit": ("TPL", {"tpl_alpha", "tpl_lambda", "llr_pl_tpl", "p_pl_tpl", "llr_pl_lognormal", "p_pl_lognormal"}),
     "dragon_kings": (True, {"dk_pvalue", "dk_count"}),
     "bootstrap": (50, {"alpha_lo", "alpha_hi"}),
+    "farms": (True, {"alpha_farms"}),
+    "hill": ("median", {"alpha_hill"}),
 }
 
 
@@ -311,7 +313,7 @@ def test_cli_flags(tmp_path, capsys):
     save_file({"fc.weight": np.random.default_rng(0).standard_normal((300, 150)).astype(np.float32)}, str(path))
     out = tmp_path / "d.csv"
     rc = main(["analyze", str(path), "--quiet", "--fix-fingers", "--detx", "--randomize", "--mp-fit", "--fit", "TPL",
-               "--dragon-kings", "--bootstrap", "20", "--confidence", "0.9", "-o", str(out)])
+               "--dragon-kings", "--bootstrap", "20", "--confidence", "0.9", "--farms", "--hill", "median", "-o", str(out)])
     assert rc == 0
     import pandas as pd
 

@@ -78,8 +78,8 @@ def test_each_hostile_matrix_gets_a_status_and_reason(report, name):
         assert ("empty tensor" if name == "empty" else "< min_evals 8") in skipped[name]
         return
     row = details.loc[name]
-    assert row["status"] in ("success", "failed")
-    if row["status"] == "failed":
+    assert row["status"] in ("success", "failed", "degenerate")  # degenerate: a spectrum with no tail to fit
+    if row["status"] != "success":
         assert row["reason"] and np.isnan(row["alpha"]) and row["warning"] == ""
     else:
         assert np.isfinite(row["alpha"]) and row["reason"] == ""

@@ -332,7 +332,7 @@ def test_peft_scale_follows_the_patterns_as_peft_does(tmp_path):
                 dense[name.removeprefix("base_model.model.")] = mod.get_delta_weight("default").double().numpy()
     model.save_pretrained(tmp_path)
     df = tailscope.analyze(tmp_path, peft=True, progress=False, min_evals=0).details.set_index("name")
-    assert len(df) == 4 and set(df["status"]) == {"success"}
+    assert len(df) == 4 and set(df["status"]) == {"degenerate"}  # rank 2 and 4: too few eigenvalues for a tail
     for module, w in dense.items():
         assert df.loc[f"{module}.lora_BA", "lambda_max"] == pytest.approx(np.linalg.norm(w, 2) ** 2, rel=1e-5)  # peft forms its delta in float32
 

@@ -207,7 +207,7 @@ def test_catastrophic_pattern_does_not_hang(tmp_path):
     start = time.perf_counter()
     df = tailscope.analyze(adapter, peft=True, progress=False, min_evals=0).details.set_index("name")
     assert time.perf_counter() - start < 30
-    assert set(df["status"]) == {"success"}
+    assert set(df["status"]) == {"degenerate"}  # rank-2 updates: 2 eigenvalues, no tail to fit
     q, down = df.loc["model.layers.0.self_attn.q_proj.lora_BA"], df.loc["model.layers.1.mlp.down_proj.lora_BA"]
     plain = tailscope.analyze(_adapter(tmp_path / "p", LORA), peft=True, progress=False, min_evals=0).details.set_index("name")
     assert q["lambda_max"] == pytest.approx(plain.loc[q.name, "lambda_max"] * (6 / 4) ** 2)  # alpha 6 instead of 4
@@ -327,4 +327,4 @@ def test_corrupt_results_line_is_skipped_on_resume(tmp_path, line):
     assert proc.returncode == 0, proc.stderr
     resumed = tailscope.analyze(model, progress=False, min_evals=0, results=results)
     assert resumed.reused == len(first.details)
-    assert (resumed.details["alpha"].to_numpy() == first.details["alpha"].to_numpy()).all()
+    assert np.array_equal(resumed.details["alpha"].to_numpy(), first.details["alpha"].to_numpy(), equal_nan=True)

@@ -37,6 +37,7 @@ from tailscope.fit.powerlaw import PowerLawFit, fit_power_law
 from tailscope.fit.rmt import bulk_edge, count_traps, jensen_shannon_distance
 from tailscope.fit.tpl import compare_tails
 from tailscope.rows.farms import Windows, farms_eigenvalues
+from tailscope.spectrum.matrices import tall
 from tailscope.spectrum.routes import Spectrum, compute_spectrum
 
 NAN = float("nan")
@@ -175,8 +176,7 @@ def shape_columns(mats: list[np.ndarray], spec: Spectrum, config: AnalysisConfig
         alpha = NAN
         if mats:
             windows = Windows(config.farms_rows, float(config.farms_q), config.farms_per_dim)
-            tall = [w if w.shape[0] >= w.shape[1] else w.T for w in mats]
-            alpha = farms_alpha(farms_eigenvalues(tall, windows, device), config)
+            alpha = farms_alpha(farms_eigenvalues([tall(w) for w in mats], windows, device), config)
         cols["alpha_farms"] = alpha
     if config.hill is not None:
         cols["alpha_hill"] = hill_alpha(spec.evals, config.hill)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tailscope.fit.powerlaw import PowerLawFit
+from tailscope.spectrum.rank import weak_rank_loss
 from tailscope.spectrum.routes import EPS64, Spectrum
 
 OVER_TRAINED, UNDER_TRAINED = "over-trained", "under-trained"
@@ -83,12 +84,13 @@ def norm_metrics(spec: Spectrum, alpha: float) -> dict[str, Any]:
 def spectrum_columns(spec: Spectrum, fit: PowerLawFit, tolerance: float) -> dict[str, Any]:
     """Every numeric column of a row."""
     evals = spec.evals
+    ww_weak_rank_loss = int(np.count_nonzero(evals < tolerance))
     row: dict[str, Any] = {
         "has_esd": True, "num_evals": int(evals.size), "sv_max": spec.sv_max, "sv_min": spec.sv_min,
-        "rank_loss": spec.rank_loss, "weak_rank_loss": int(np.count_nonzero(evals < tolerance)),
+        "rank_loss": spec.rank_loss, "weak_rank_loss": ww_weak_rank_loss,
         # weightwatcher's values (its eps64 rank tolerance, absolute weak-rank tolerance) for the
         # compat facade; the plain columns use `tailscope.spectrum.rank`'s precision-aware rules
-        "ww_rank_loss": spec.rank_loss, "ww_weak_rank_loss": int(np.count_nonzero(evals < tolerance)),
+        "ww_rank_loss": spec.rank_loss, "ww_weak_rank_loss": ww_weak_rank_loss,
         "alpha": fit.alpha, "xmin": fit.xmin, "xmax": fit.xmax, "D": fit.D, "sigma": fit.sigma,
         "num_pl_spikes": int(np.count_nonzero(evals >= fit.xmin)) if fit.ok else 0,
         "status": fit.status, "warning": warning_for(fit.alpha), "reason": fit.reason,
@@ -96,7 +98,5 @@ def spectrum_columns(spec: Spectrum, fit: PowerLawFit, tolerance: float) -> dict
     row.update(norm_metrics(spec, fit.alpha))
     row["ww_matrix_rank"] = row["matrix_rank"]
     if spec.rank is not None:
-        from tailscope.spectrum.rank import weak_rank_loss
-
         row.update(matrix_rank=spec.rank, rank_loss=spec.rank_deficit, weak_rank_loss=weak_rank_loss(evals, tolerance))
     return row

@@ -67,7 +67,9 @@ from typing import Iterator
 import numpy as np
 
 from tailscope.errors import TailscopeError
+from tailscope.fit.ties import fit_is_fragile, fp32_error
 from tailscope.spectrum.precision import GRAM_RELATIVE_FLOOR
+from tailscope.spectrum.rank import matrix_rank, precision_eps
 
 FP32_MIN_M = 256  # fp32 Gram from this M up (measured, quiet: 1.8x at 576x1536 on one thread, 2.5x at 4096x4096)
 THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
@@ -207,8 +209,6 @@ def _eigs_gram(w: np.ndarray) -> np.ndarray:
 def _near_ks_tie(evals: np.ndarray, m: int) -> bool:
     """Whether fp32 rounding could flip the KS-chosen xmin (or move alpha by > 5e-4): such a
     matrix is redone in fp64 (`tailscope.fit.ties`; about a third of SmolLM2's MLP matrices)."""
-    from tailscope.fit.ties import fit_is_fragile, fp32_error
-
     return fit_is_fragile(evals, fp32_error(evals, m))
 
 
@@ -325,8 +325,6 @@ def compute_spectrum(mats: list[np.ndarray], n: int, device: str = "cpu") -> Spe
 def _ranks(mats: list[np.ndarray], routed: list[tuple[np.ndarray, bool]]) -> list[int]:
     """Each matrix's rank at the precision its values carry (`tailscope.spectrum.rank`): float16 storage
     counts as float32, the precision every route computes in at least."""
-    from tailscope.spectrum.rank import matrix_rank, precision_eps
-
     out = []
     for w, (sv, via_svd) in zip(mats, routed):
         storage = np.float32 if np.dtype(w.dtype).itemsize < 4 else w.dtype

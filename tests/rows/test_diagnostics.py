@@ -9,7 +9,6 @@ import pytest
 import tailscope
 from tailscope.cli import main
 from tailscope.errors import ConfigError
-from tailscope.fit.bootstrap import bootstrap_alpha
 from tailscope.fit.detx import detx
 from tailscope.fit.dragon import dragon_kings
 from tailscope.fit.fingers import fit_clipped, fit_dragon_kings
@@ -236,7 +235,7 @@ def test_tpl_on_a_pure_power_law_does_not_reject_it():
     assert ours.tpl_alpha == pytest.approx(2.5, abs=0.2)
 
 
-# --- Dragon Kings and bootstrap ------------------------------------------------------------
+# --- Dragon Kings ------------------------------------------------------------------------
 
 
 def test_dragon_king_pvalue_small_for_planted_outliers():
@@ -261,15 +260,6 @@ def test_dragon_king_false_positive_rate_is_nominal():
     assert 0.015 <= np.mean(p < 0.05) <= 0.09
     assert 0.05 <= np.mean(p < 0.1) <= 0.16
     assert 0.40 <= np.mean(p < 0.5) <= 0.60
-
-
-def test_bootstrap_interval_covers_the_planted_alpha_at_nominal_rate():
-    covered = []
-    for seed in range(200):
-        x = pareto(np.random.default_rng(seed), 300, 3.0)
-        lo, hi = bootstrap_alpha(x, 1.0, n_boot=400, confidence=0.9, seed=seed)
-        covered.append(lo <= 3.0 <= hi)
-    assert 0.84 <= np.mean(covered) <= 0.96
 
 
 # --- options, columns, CLI -----------------------------------------------------------------

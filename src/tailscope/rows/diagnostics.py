@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tailscope.config import AnalysisConfig
-from tailscope.fit.bootstrap import SMALL_N, bootstrap_alpha
+from tailscope.fit.bootstrap import bootstrap_alpha
 from tailscope.fit.degenerate import checked
 from tailscope.fit.detx import detx
 from tailscope.fit.dragon import dragon_kings
@@ -132,9 +132,10 @@ def randomize_columns(mats: list[np.ndarray], spec: Spectrum, seed: tuple[int, .
 def tail_columns(evals: np.ndarray, fit: PowerLawFit, config: AnalysisConfig) -> dict[str, Any]:
     """Columns that test or bound the power-law fit of the tail (TPL, Dragon Kings, bootstrap).
 
-    TPL and the bootstrap use the eigenvalues the fit used (xmin..xmax, so fingers clipped by
-    fix_fingers stay out); the Dragon-King test uses every eigenvalue >= xmin, since the largest
-    are what it tests, under the row's alpha (the clipped one with fix_fingers)."""
+    TPL uses the eigenvalues the fit used (xmin..xmax, so fingers clipped by fix_fingers stay
+    out); the bootstrap resamples every eigenvalue the scan saw (above the threshold, up to xmax)
+    and re-chooses xmin each time; the Dragon-King test uses every eigenvalue >= xmin, since the
+    largest are what it tests, under the row's alpha (the clipped one with fix_fingers)."""
     cols: dict[str, Any] = {}
     tail = fitted_tail(evals, fit) if fit.ok else np.empty(0)
     if config.fit == "TPL":
@@ -147,8 +148,9 @@ def tail_columns(evals: np.ndarray, fit: PowerLawFit, config: AnalysisConfig) ->
         dk = dragon_kings(evals, fit.xmin, fit.alpha, confidence=config.confidence) if fit.ok else None
         cols.update(dk_pvalue=dk.pvalue if dk else NAN, dk_count=dk.count if dk else 0)
     if config.bootstrap:
-        lo, hi = (bootstrap_alpha(tail, fit.xmin, n_boot=config.bootstrap, confidence=config.confidence,
-                                  seed=config.seed, small_n=np.count_nonzero(evals > config.evals_thresh) < SMALL_N) if fit.ok else (NAN, NAN))
+        seen = evals[(evals > config.evals_thresh) & (evals <= fit.xmax)]
+        lo, hi = (bootstrap_alpha(seen, n_boot=config.bootstrap, confidence=config.confidence, seed=config.seed)
+                  if fit.ok else (NAN, NAN))
         cols.update(alpha_lo=lo, alpha_hi=hi)
     return cols
 

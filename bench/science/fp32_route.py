@@ -1,4 +1,6 @@
-"""The float32 Gram route against an fp64 SVD on every layer of both bundled real models."""
+"""The float32 Gram route against an fp64 SVD on every layer of both bundled real models.
+
+The route is off by default (`FP32_GRAM`); this section switches it on to measure it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.linalg import svd
 
+import tailscope.spectrum.routes as routes
 from tailscope.analysis.matrix import plan
 from tailscope.config import AnalysisConfig
 from tailscope.fit.powerlaw import fit_power_law
@@ -64,7 +67,11 @@ def model_row(name: str, path: str, limit: int | None) -> tuple:
 def run(quick: bool) -> str:
     from science.common import markdown_table
 
-    rows = [model_row(name, path, 40 if quick else None) for name, path in _model_paths().items()]
+    routes.FP32_GRAM = True
+    try:
+        rows = [model_row(name, path, 40 if quick else None) for name, path in _model_paths().items()]
+    finally:
+        routes.FP32_GRAM = False
     head = ["model", "layers", "fp32-eligible", "kept in fp32", "redone in fp64 (below the floor or near a KS tie)",
             "max abs(alpha - alpha_svd64)", "route s", "fp64 Gram s", "fp64 / route"]
     note = ("alpha from the chosen route (`compute_spectrum`) against alpha of the fp64 SVD's eigenvalues, every "

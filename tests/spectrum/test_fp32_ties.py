@@ -7,6 +7,7 @@ Oracle: scipy's float64 SVD of the same matrix, fitted by the same `fit_power_la
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.linalg import svd
 
 import tailscope
@@ -18,6 +19,8 @@ from tailscope.fit.ties import fit_is_fragile, fp32_error
 from tailscope.sources import geometry, open_source
 from tailscope.spectrum.matrices import to_matrices
 from tailscope.spectrum.routes import compute_spectrum, gram_eigenvalues, route_dtype
+
+pytestmark = pytest.mark.usefixtures("fp32_gram")
 
 
 def _every_layer(path):

@@ -91,7 +91,7 @@ def test_torch_batch_of_repeated_shapes_equals_one_by_one():
         np.testing.assert_allclose(s, np.sort(svd(m, compute_uv=False)), rtol=1e-10)
 
 
-def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch):
+def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch, fp32_gram):
     """With the fp32 route forced on from M=1, MiniLM's rows equal the fp64 rows in every numeric
     column to 1e-4 relative (alpha to 1e-3 absolute), and the route was really taken somewhere."""
     import tailscope
@@ -117,7 +117,15 @@ def test_fp32_route_keeps_every_row_column(minilm_dir, monkeypatch):
             np.testing.assert_allclose(fp32[col], fp64[col], rtol=1e-4, atol=1e-9, err_msg=col)
 
 
-def test_route_choice_by_shape():
+def test_the_default_route_is_fp64():
+    """With the tie check, fp32 Gram was slower than fp64 on every checkpoint measured, so it is off."""
+    from tailscope.spectrum.routes import blas_threads, route_dtype
+
+    assert route_dtype((14336, 4096)) == route_dtype((1536, 576), np.float16) == np.float64
+    assert blas_threads(1536, 576) is None  # the fp64 thread rule: 5e8 flops run threaded
+
+
+def test_route_choice_by_shape(fp32_gram):
     """fp32 Gram from M = 256, clearly rectangular (MLP, GQA k/v and MoE expert shapes)."""
     from tailscope.spectrum.routes import route_dtype
 
@@ -132,7 +140,7 @@ def test_route_choice_by_shape():
     assert route_dtype((1536, 576), np.float16) == np.float32
 
 
-def test_blas_threads_by_route():
+def test_blas_threads_by_route(fp32_gram):
     """One BLAS thread for small work, and on the fp32 route up to 1e10 (a second thread slowed
     fp32 solves of 320 x 1280 and 1024 x 4096); every thread for large work."""
     from tailscope.spectrum.routes import blas_threads

@@ -5,6 +5,14 @@ SYRK each (so a bf16/fp32 matrix is never copied whole to float64), then the sym
 divide-and-conquer eigensolver (syevd). That is the eigenvalues weightwatcher gets from a full
 float64 SVD, at a fraction of the cost: SYRK is N*M^2 flops against ~4*N*M^2 + 8/3*M^3 for SVD.
 
+fp32 Gram, off by default (FP32_GRAM = False, measured 2026-12-03). Every fp32 result must pass
+the KS tie check below (`tailscope.fit.ties`), and almost none does: 4 of SmolLM2's 89 matrices
+above the floor, 1 of 52 on the Mixtral-shaped benchmark. A redone matrix pays for its fp32
+attempt and then the fp64 solve, so whole analyses got slower with the route on: MiniLM 1.3 s
+against 1.2 s, SmolLM2 5.3 against 4.7, Mixtral-shaped 10.0 against 6.4, Mistral-shaped 94.9
+against 70.6 (docs/science/shapes-and-precision.md). What follows is how the route works when it is
+switched on, and the measurements it was chosen by before the check existed.
+
 fp32 Gram (chosen by measurement, `python bench/bench_routes.py`, 2 cores, quiet, 13:15
 UTC 2026-11-30): for a matrix stored in 32 bits or fewer (every checkpoint format: bf16, fp16,
 fp32, dequantized GGUF) with M >= FP32_MIN_M and N >= FP32_MIN_Q * M, the Gram matrix is computed
@@ -71,6 +79,7 @@ from tailscope.fit.ties import fit_is_fragile, fp32_error
 from tailscope.spectrum.precision import GRAM_RELATIVE_FLOOR
 from tailscope.spectrum.rank import matrix_rank, precision_eps
 
+FP32_GRAM = False  # the fp32 Gram route below is off: with the KS tie check it was slower than fp64 on every checkpoint measured
 FP32_MIN_M = 256  # fp32 Gram from this M up (measured, quiet: 1.8x at 576x1536 on one thread, 2.5x at 4096x4096)
 THREADED_MIN_FLOPS = 1e8  # a Gram matrix with fewer N*M^2 flops runs on one BLAS thread (blas_threads)
 FP32_THREADED_MIN_FLOPS = 1e10  # ... on the fp32 route, from this work up only (measured: blas_threads)
@@ -217,7 +226,7 @@ def route_dtype(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> 
     measurements). A float64 matrix stays in float64: its owner kept digits fp32 would drop."""
     n, m = shape[0], shape[1]
     narrow = np.dtype(dtype).itemsize <= 4
-    return np.float32 if narrow and m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
+    return np.float32 if FP32_GRAM and narrow and m >= FP32_MIN_M and n >= FP32_MIN_Q * m else np.float64
 
 
 def _svals_svd(w: np.ndarray) -> np.ndarray:

@@ -105,3 +105,11 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fp32_gram(monkeypatch):
+    """The fp32 Gram route switched on (it is off by default: `tailscope.spectrum.routes.FP32_GRAM`)."""
+    import tailscope.spectrum.routes as routes
+
+    monkeypatch.setattr(routes, "FP32_GRAM", True)

@@ -65,8 +65,8 @@ def cell(args: tuple[int, float, bool, int, int]) -> tuple[float, ...]:
             for k, level in enumerate(LEVELS):
                 lo, hi = percentile_interval(alphas, level)
                 hits[r, k] += lo <= alpha <= hi
-        lo, hi = percentile_interval(rules[0], LEVELS[-1])
-        widths.append(hi - lo)
+            if r == 0:
+                widths.append(hi - lo)  # the new rule's interval at the last level, 95%
     return (*(hits / trials).ravel(), float(np.median(widths)))
 
 

@@ -67,11 +67,11 @@ def model_row(name: str, path: str, limit: int | None) -> tuple:
 def run(quick: bool) -> str:
     from science.common import markdown_table
 
-    routes.FP32_GRAM = True
+    previous, routes.FP32_GRAM = routes.FP32_GRAM, True
     try:
         rows = [model_row(name, path, 40 if quick else None) for name, path in _model_paths().items()]
     finally:
-        routes.FP32_GRAM = False
+        routes.FP32_GRAM = previous
     head = ["model", "layers", "fp32-eligible", "kept in fp32", "redone in fp64 (below the floor or near a KS tie)",
             "max abs(alpha - alpha_svd64)", "route s", "fp64 Gram s", "fp64 / route"]
     note = ("alpha from the chosen route (`compute_spectrum`) against alpha of the fp64 SVD's eigenvalues, every "

@@ -148,9 +148,10 @@ def tail_columns(evals: np.ndarray, fit: PowerLawFit, config: AnalysisConfig) ->
         dk = dragon_kings(evals, fit.xmin, fit.alpha, confidence=config.confidence) if fit.ok else None
         cols.update(dk_pvalue=dk.pvalue if dk else NAN, dk_count=dk.count if dk else 0)
     if config.bootstrap:
-        seen = evals[(evals > config.evals_thresh) & (evals <= fit.xmax)]
-        lo, hi = (bootstrap_alpha(seen, n_boot=config.bootstrap, confidence=config.confidence, seed=config.seed)
-                  if fit.ok else (NAN, NAN))
+        lo, hi = NAN, NAN
+        if fit.ok:
+            seen = evals[(evals > config.evals_thresh) & (evals <= fit.xmax)]
+            lo, hi = bootstrap_alpha(seen, n_boot=config.bootstrap, confidence=config.confidence, seed=config.seed)
         cols.update(alpha_lo=lo, alpha_hi=hi)
     return cols
 
